@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-heavy bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU torch wheel first, by exact version, so nothing can pull a CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/xcompress demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+test-heavy: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m heavy
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check xcompress tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info

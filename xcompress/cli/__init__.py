@@ -1,0 +1,1 @@
+"""The command line: thin wrappers that build configs and call the library."""

@@ -1,0 +1,54 @@
+"""onnxruntime runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from xcompress.errors import ModelError
+from xcompress.runtime import Runner, register_runner
+
+
+def make_session_options(threads: int | None):
+    """Session options with a fixed intra-op thread count (None: onnxruntime's default)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = int(threads)
+        so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return so
+
+
+@register_runner(".onnx")
+class OrtRunner(Runner):
+    """An onnxruntime CPU session."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        self.threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), make_session_options(threads), providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime raises its own exception types for bad files
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ModelError(f"onnxruntime cannot load {self.path}: {first}") from e
+        self._input = self.session.get_inputs()[0].name
+        self._output = self.session.get_outputs()[0].name
+
+    @property
+    def input_name(self) -> str:
+        return self._input
+
+    @property
+    def output_name(self) -> str:
+        return self._output
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        out = self.session.run([self._output], {self._input: np.ascontiguousarray(batch, np.float32)})
+        return np.asarray(out[0], dtype=np.float32)
