@@ -72,7 +72,7 @@ def resolve_model(spec: str | Path, task: Task | None = None) -> Artifact:
         task: required for a bare model file without a card; checked against the card otherwise.
 
     Example:
-        >>> art = resolve_model("ppocr-v4-rec")   # doctest: +SKIP  (pulls into the cache)
+        >>> art = resolve_model("ppocr-v4-rec")   # doctest: +SKIP
         >>> art.card.task
         'rec'
     """
