@@ -1,0 +1,159 @@
+"""``xcompress data``: synthetic data sets and checks of PaddleOCR-format data.
+
+Examples:
+    xcompress data synth rec --out data/rec_synth --count 300 --seed 0
+    xcompress data synth det --out data/det_synth --count 50 --lang mix
+    xcompress data synth cls --out data/cls_synth --count 200
+    xcompress data check data/rec_synth --model ppocr-v4-rec
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+data_app = typer.Typer(
+    name="data",
+    help="Synthetic OCR data and checks of PaddleOCR-format data sets.",
+    no_args_is_help=True,
+)
+synth_app = typer.Typer(
+    name="synth",
+    help="Generate a deterministic synthetic data set (same arguments, same bytes).",
+    no_args_is_help=True,
+)
+data_app.add_typer(synth_app, name="synth")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")
+
+
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder to create (must be new/empty).")]
+CountOpt = Annotated[int, typer.Option("--count", "-n", min=1, help="Number of images.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Base seed; same seed, same data.")]
+LangOpt = Annotated[str, typer.Option("--lang", help="Text language: en, zh or mix.")]
+ModelOpt = Annotated[
+    str,
+    typer.Option("--model", help="Zoo name or model folder whose charset labels must fit."),
+]
+CharsetOpt = Annotated[
+    Path | None,
+    typer.Option("--charset", help="PaddleOCR dict file (one char per line); overrides --model."),
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace a non-empty --out.")]
+
+
+def _charset(model: str, charset: Path | None) -> tuple[str, ...] | None:
+    from xcompress.data.charset import charset_from_file, charset_from_model
+
+    return charset_from_file(charset) if charset is not None else charset_from_model(model)
+
+
+def _run_synth(
+    task: str,
+    out: Path,
+    count: int,
+    seed: int,
+    lang: str,
+    model: str,
+    charset: Path | None,
+    force: bool,
+) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from xcompress.data.synth import SynthConfig, generate
+
+    cfg = SynthConfig(
+        task=task,
+        count=count,
+        seed=seed,
+        lang=lang,  # type: ignore[arg-type]
+        charset=_charset(model, charset),
+    )
+    console = Console(stderr=True)
+    if sys.stderr.isatty():
+        columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=True) as bar:
+            job = bar.add_task(f"synth {task}", total=count)
+            ds = generate(cfg, out, force=force, progress=lambda n: bar.advance(job, n))
+    else:
+        ds = generate(cfg, out, force=force)
+    what = "images" if task == "det" else "lines"
+    src = str(charset) if charset is not None else model
+    print(f"wrote {len(ds)} {what} ({lang}, seed {seed}, charset of {src}) to {out}/label.txt")
+
+
+@synth_app.command("rec")
+def synth_rec(
+    out: OutOpt,
+    count: CountOpt = 300,
+    seed: SeedOpt = 0,
+    lang: LangOpt = "en",
+    model: ModelOpt = "ppocr-v4-rec",
+    charset: CharsetOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Text-line crops (24-64 px high) with labels, like a detector's crops of real text."""
+    _run_synth("rec", out, count, seed, lang, model, charset, force)
+
+
+@synth_app.command("det")
+def synth_det(
+    out: OutOpt,
+    count: CountOpt = 50,
+    seed: SeedOpt = 0,
+    lang: LangOpt = "en",
+    model: ModelOpt = "ppocr-v4-rec",
+    charset: CharsetOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Scenes (640x480 to 960x720) with 3-12 text lines and their 4-point boxes."""
+    _run_synth("det", out, count, seed, lang, model, charset, force)
+
+
+@synth_app.command("cls")
+def synth_cls(
+    out: OutOpt,
+    count: CountOpt = 300,
+    seed: SeedOpt = 0,
+    lang: LangOpt = "en",
+    model: ModelOpt = "ppocr-v4-rec",
+    charset: CharsetOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Text-line crops for direction classifiers, half upside down (labels 0 / 180)."""
+    _run_synth("cls", out, count, seed, lang, model, charset, force)
+
+
+@data_app.command("check")
+def check(
+    path: Annotated[Path, typer.Argument(help="Data set folder (with label.txt) or label file.")],
+    model: Annotated[
+        str | None, typer.Option("--model", help="Check labels against this model's charset.")
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="rec, det or cls (default: infer).")
+    ] = None,
+) -> None:
+    """Read a data set, report its size, and (with --model) characters the model cannot output."""
+    from xcompress.data import check_charset, load_dataset
+    from xcompress.data.charset import charset_from_model
+    from xcompress.errors import DataError
+
+    if task not in (None, "rec", "det", "cls"):
+        raise DataError(f"--task must be rec, det or cls, not {task!r}")
+    ds = load_dataset(path, task)  # type: ignore[arg-type]
+    print(f"{ds.name}: {ds.task}, {len(ds)} samples, labels in {ds.label_file}")
+    if model is not None:
+        chars = charset_from_model(model)
+        if chars is None:
+            print(f"{model} has no charset: nothing to check")
+            return
+        report = check_charset(ds, chars)
+        print(report.summary())
+        report.raise_if_missing(model)
