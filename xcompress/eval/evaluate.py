@@ -1,0 +1,169 @@
+"""``evaluate``: accuracy of one model on one PaddleOCR-format data set, with its settings."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+from xcompress.artifact import Artifact, resolve_model
+from xcompress.errors import DataError, ModelError
+from xcompress.eval.report import (
+    CharsetMismatch,
+    DataInfo,
+    EvalConfig,
+    EvalReport,
+    ModelInfo,
+    Settings,
+)
+from xcompress.eval.tasks import evaluator_for
+from xcompress.fsutil import sha256_file
+
+log = logging.getLogger("xcompress.eval")
+
+# Runner module -> the distribution whose version the report records.
+_RUNTIME_PACKAGES = {"xcompress.runtime.ort": "onnxruntime"}
+
+
+def runtime_info(runner) -> tuple[str, str]:
+    """(runtime name, version) of a runner, for the report."""
+    if hasattr(runner, "runtime_info"):  # a runner may describe itself
+        return tuple(runner.runtime_info)  # type: ignore[return-value]
+    name = _RUNTIME_PACKAGES.get(type(runner).__module__, type(runner).__name__)
+    try:
+        return name, metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return name, "unknown"
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux ``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@contextmanager
+def _progress(total: int, label: str, enabled: bool):
+    """Yield ``advance(n)``; a transient rich bar on stderr when enabled."""
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        t = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(t, n)
+
+
+def _charset_check(dataset, artifact: Artifact) -> CharsetMismatch | None:
+    if artifact.card.task != "rec" or not artifact.card.charset:
+        return None
+    from xcompress.data import check_charset
+
+    rep = check_charset(dataset, artifact.card.charset)
+    if rep.ok:
+        return None
+    # A mismatch caps the reachable accuracy but is not an error: users evaluate models on
+    # sets with a few exotic characters all the time, so warn and record it.
+    log.warning("%s", rep.summary())
+    return CharsetMismatch(
+        lines_affected=rep.lines_affected,
+        occurrences=sum(rep.missing.values()),
+        missing=dict(list(rep.missing.items())[:50]),
+    )
+
+
+def evaluate(
+    model: str | Path | Artifact, data: str | Path, config: EvalConfig | None = None
+) -> EvalReport:
+    """Measure a model's accuracy on a PaddleOCR-format data set.
+
+    Args:
+        model: zoo name, model folder, model file, or an :class:`Artifact`.
+        data: folder with ``label.txt`` (rec, det or cls format) or the label file.
+        config: threads, batch size, limit, failures to keep, task override.
+
+    Returns:
+        :class:`EvalReport`: ``metrics`` (rec: ``line_accuracy``, ``cer``, ``ned`` and their
+        ``*_nospace`` views, ``mean_score``; det: ``precision``, ``recall``, ``hmean``; cls:
+        ``accuracy``), the worst samples, and every setting that produced the numbers.
+
+    Raises:
+        ModelError / DataError: unusable model, data set, or a task mismatch.
+
+    Example:
+        >>> rep = evaluate("ppocr-v4-rec", "data/rec_val", EvalConfig(threads=2))  # doctest: +SKIP
+        >>> round(rep.metrics["cer"], 4)                                            # doctest: +SKIP
+        0.0123
+    """
+    from xcompress.data import load_dataset
+    from xcompress.runtime import open_runner
+
+    config = config or EvalConfig()
+    artifact = model if isinstance(model, Artifact) else resolve_model(model, task=config.task)
+    task = artifact.card.task
+    if config.task is not None and config.task != task:
+        raise ModelError(f"{artifact.path} is a {task} model, not {config.task}")
+    # Label lines alone cannot tell a rec set of digits from a cls set, but a JSON list of
+    # boxes is always det: refuse only the mismatches that are certain.
+    inferred = load_dataset(data, check_images=False).task
+    if "det" in (inferred, task) and inferred != task:
+        raise DataError(f"{data} is a {inferred} data set but the model is a {task} model")
+    dataset = load_dataset(data, task=task)
+    samples = list(dataset.samples[: config.limit] if config.limit else dataset.samples)
+    if not samples:
+        raise DataError(f"{data} has no samples to evaluate")
+    mismatch = _charset_check(dataset, artifact)
+
+    runner = open_runner(artifact.path, threads=config.threads)
+    t0 = time.perf_counter()
+    with _progress(len(samples), f"eval {task}", config.progress) as advance:
+        result = evaluator_for(task).evaluate(
+            runner, artifact.card, samples, config.batch_size, advance
+        )
+    seconds = time.perf_counter() - t0
+
+    rt_name, rt_version = runtime_info(runner)
+    card = artifact.card
+    return EvalReport(
+        task=task,
+        metrics=result.metrics,
+        n_samples=len(samples),
+        model=ModelInfo(
+            name=card.name,
+            path=str(artifact.path),
+            sha256=sha256_file(artifact.path),
+            format=card.format,
+        ),
+        data=DataInfo(path=str(data), count=len(samples), total=len(dataset.samples)),
+        settings=Settings(
+            threads=config.threads,
+            batch_size=config.batch_size if task != "det" else 1,
+            preprocess=card.resolved_preprocess().model_dump(mode="json", exclude_none=True),
+            postprocess=card.resolved_postprocess().model_dump(mode="json", exclude_none=True),
+            runtime=rt_name,
+            runtime_version=rt_version,
+            cpu=cpu_model(),
+            cores=os.cpu_count() or 1,
+            seconds=round(seconds, 3),
+        ),
+        failures=result.failures[: config.failures],
+        charset_mismatch=mismatch,
+    )

@@ -1,0 +1,185 @@
+"""Per-task evaluation loops, registered by task name.
+
+Each :class:`TaskEvaluator` runs a :class:`~xcompress.runtime.Runner` over a data set with the
+card's pre/post-processing and returns metrics plus the worst samples. Adding a task means
+registering one subclass; :func:`xcompress.eval.evaluate` never branches on the task.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from xcompress.card import ModelCard
+from xcompress.errors import ModelError
+from xcompress.eval.report import Failure
+
+# advance(n): called after n more samples are done (drives the progress bar)
+Advance = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    metrics: dict[str, float]
+    failures: list[Failure]  # every sample that was not perfect, worst first
+
+
+class TaskEvaluator(ABC):
+    """Evaluates one task: run the model on every sample, score the outputs."""
+
+    task: str
+
+    @abstractmethod
+    def evaluate(
+        self, runner, card: ModelCard, samples: Sequence, batch_size: int, advance: Advance
+    ) -> TaskResult:
+        """Run ``runner`` over ``samples`` (data-set samples of this task)."""
+
+
+_EVALUATORS: dict[str, TaskEvaluator] = {}
+
+
+def register_evaluator(cls: type[TaskEvaluator]) -> type[TaskEvaluator]:
+    _EVALUATORS[cls.task] = cls()
+    return cls
+
+
+def evaluator_for(task: str) -> TaskEvaluator:
+    return _EVALUATORS[task]
+
+
+def _image_size(path) -> tuple[int, int]:
+    """(h, w) from the file header, without decoding pixels (for sorting by aspect ratio)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        w, h = im.size
+    return h, w
+
+
+def _batches(samples: Sequence, batch_size: int, sort_by_ratio: bool) -> list[list[int]]:
+    """Index batches; sorted by width/height like PaddleOCR so each batch pads little."""
+    order = list(range(len(samples)))
+    if sort_by_ratio and batch_size > 1:
+        ratios = []
+        for s in samples:
+            h, w = _image_size(s.image)
+            ratios.append(w / h)
+        # numpy's default sort, as PaddleOCR's TextRecognizer: lines of equal ratio then share
+        # the same batches as there, so batched results are comparable with PaddleOCR's.
+        order = [int(i) for i in np.argsort(np.asarray(ratios))]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@register_evaluator
+class RecEvaluator(TaskEvaluator):
+    """Text-line recognition: CTC greedy decoding, line accuracy / CER / NED."""
+
+    task = "rec"
+
+    def evaluate(self, runner, card, samples, batch_size, advance) -> TaskResult:
+        from xcompress.data import read_image
+        from xcompress.ocr.metrics import char_errors, rec_metrics
+        from xcompress.ocr.postprocess import ctc_greedy_decode
+        from xcompress.ocr.preprocess import preprocess_for
+
+        if not card.charset:
+            raise ModelError(f"{card.name} has no charset: a recognizer's card must list it")
+        preds: list[tuple[str, float]] = [("", 0.0)] * len(samples)
+        for idx in _batches(samples, batch_size, sort_by_ratio=True):
+            prepared = preprocess_for(card, [read_image(samples[i].image) for i in idx])
+            probs = runner.run(prepared.batch)
+            if probs.ndim != 3 or probs.shape[2] != len(card.charset) + 1:
+                raise ModelError(
+                    f"{card.name} outputs shape {tuple(probs.shape)} but its charset has "
+                    f"{len(card.charset)} characters (+1 blank): the card does not fit the model"
+                )
+            for i, res in zip(idx, ctc_greedy_decode(probs, card.charset), strict=True):
+                preds[i] = res
+            advance(len(idx))
+        texts = [p[0] for p in preds]
+        labels = [s.text for s in samples]
+        metrics = rec_metrics(texts, labels).as_dict()
+        metrics.pop("n")
+        metrics["mean_score"] = float(np.mean([p[1] for p in preds])) if preds else 0.0
+        failures = [
+            Failure(
+                image=str(s.image), expected=s.text, got=t, cer=char_errors(t, s.text), score=sc
+            )
+            for s, (t, sc) in zip(samples, preds, strict=True)
+            if t != s.text
+        ]
+        failures.sort(key=lambda f: -(f.cer or 0.0))
+        return TaskResult(metrics, failures)
+
+
+@register_evaluator
+class DetEvaluator(TaskEvaluator):
+    """Text detection: DB boxes, precision / recall / Hmean at IoU 0.5 (one page per call)."""
+
+    task = "det"
+
+    def evaluate(self, runner, card, samples, batch_size, advance) -> TaskResult:
+        from xcompress.data import read_image
+        from xcompress.ocr.metrics import det_metrics
+        from xcompress.ocr.postprocess import DBPostProcess
+        from xcompress.ocr.preprocess import preprocess_for
+
+        post = DBPostProcess(card.resolved_postprocess())
+        preds: list[list[np.ndarray]] = []
+        for s in samples:
+            prepared = preprocess_for(card, [read_image(s.image)])
+            prob = runner.run(prepared.batch)
+            boxes, _ = post(prob, prepared.src_shapes)
+            preds.append(boxes[0])
+            advance(1)
+        gts = [list(s.boxes) for s in samples]
+        metrics = det_metrics(preds, gts).as_dict()
+        failures = []
+        for s, p, g in zip(samples, preds, gts, strict=True):
+            m = det_metrics([p], [g])
+            if m.matched < m.n_gt or m.matched < m.n_det:
+                failures.append(
+                    Failure(
+                        image=str(s.image),
+                        expected=f"{m.n_gt} boxes",
+                        got=f"{m.n_det} boxes, {m.matched} matched",
+                        hmean=m.hmean,
+                    )
+                )
+        failures.sort(key=lambda f: f.hmean if f.hmean is not None else 1.0)
+        return TaskResult({k: float(v) for k, v in metrics.items()}, failures)
+
+
+@register_evaluator
+class ClsEvaluator(TaskEvaluator):
+    """Direction classification: argmax label, accuracy."""
+
+    task = "cls"
+
+    def evaluate(self, runner, card, samples, batch_size, advance) -> TaskResult:
+        from xcompress.data import read_image
+        from xcompress.ocr.metrics import cls_metrics
+        from xcompress.ocr.postprocess import cls_decode
+        from xcompress.ocr.preprocess import preprocess_for
+
+        labels = card.resolved_postprocess().labels or ["0", "180"]
+        preds: list[tuple[str, float]] = [("", 0.0)] * len(samples)
+        for idx in _batches(samples, batch_size, sort_by_ratio=False):
+            prepared = preprocess_for(card, [read_image(samples[i].image) for i in idx])
+            for i, res in zip(idx, cls_decode(runner.run(prepared.batch), labels), strict=True):
+                preds[i] = res
+            advance(len(idx))
+        got = [p[0] for p in preds]
+        metrics = cls_metrics(got, [s.label for s in samples]).as_dict()
+        metrics.pop("n")
+        failures = [
+            Failure(image=str(s.image), expected=s.label, got=g, score=sc)
+            for s, (g, sc) in zip(samples, preds, strict=True)
+            if g != s.label
+        ]
+        failures.sort(key=lambda f: -(f.score or 0.0))  # confidently wrong first
+        return TaskResult({k: float(v) for k, v in metrics.items()}, failures)
