@@ -1,0 +1,157 @@
+"""``xcompress profile``: latency, MACs/FLOPs and parameters of a model on a target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from xcompress.profile.base import LatencyResult
+    from xcompress.profile.flops import CostReport
+    from xcompress.profile.run import ProfileReport
+
+
+def register(app: typer.Typer) -> None:
+    app.command("profile")(profile)
+
+
+def profile(
+    model: Annotated[
+        str, typer.Argument(help="Zoo name, folder with xcompress.json, or model file.")
+    ],
+    shape: Annotated[
+        str | None,
+        typer.Option("--shape", help="Input shape, e.g. 1x3x48x320 (default: from the card)."),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="Intra-op threads.")
+    ] = None,
+    vs: Annotated[
+        str | None,
+        typer.Option("--vs", help="Second model, timed alternately with MODEL in the same run."),
+    ] = None,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs (per model).")] = 30,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed warm-up runs.")] = 5,
+    min_time: Annotated[
+        float | None,
+        typer.Option("--min-time", min=0.001, help="Keep timing until this many s per model."),
+    ] = None,
+    target: Annotated[
+        str, typer.Option("--target", help="Target name or target .yaml file.")
+    ] = "host",
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write everything as JSON.")
+    ] = None,
+) -> None:
+    """Time MODEL on a target and count its MACs/FLOPs and parameters.
+
+    Prints median and p90 latency after warm-up, at the card's input shape unless --shape.
+    With --vs, both models are timed alternately (ABBA rounds) and MODEL/OTHER is printed.
+    """
+    from rich.console import Console
+
+    from xcompress.fsutil import write_json
+    from xcompress.profile.run import parse_shape, profile_model
+
+    report = profile_model(
+        model,
+        vs=vs,
+        target=target,
+        shape=parse_shape(shape) if shape is not None else None,
+        threads=threads,
+        runs=runs,
+        warmup=warmup,
+        min_time_s=min_time,
+    )
+    Console(width=110).print(_table(report))
+    if json_out is not None:
+        write_json(json_out, report.model_dump(mode="json"))
+        typer.echo(f"wrote {json_out}")
+
+
+def _ms(v: float) -> str:
+    return f"{v:.2f} ms"
+
+
+def _si(v: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= scale:
+            return f"{v / scale:.3f} {unit}"
+    return f"{v:g}"
+
+
+def _latency_rows(r: LatencyResult) -> dict[str, str]:
+    return {
+        "median": _ms(r.median_ms),
+        "p90": _ms(r.p90_ms),
+        "spread": f"IQR {r.iqr_ms:.2f}, std {r.std_ms:.2f}, min {r.min_ms:.2f}, max {r.max_ms:.2f}",
+        "runs": str(r.n_runs),
+    }
+
+
+def _cost_rows(c: CostReport | None) -> dict[str, str]:
+    if c is None:
+        return {"MACs": "n/a (no counter for this format)", "FLOPs": "n/a", "params": "n/a"}
+    flops = f"{_si(c.flops)} (other ops {_si(c.other_flops)})"
+    if c.uncounted:
+        flops += f", uncounted: {', '.join(sorted(c.uncounted))}"
+    return {"MACs": _si(c.macs), "FLOPs": flops, "params": _si(c.params)}
+
+
+def _table(rep: ProfileReport) -> Table:
+    from rich.table import Table
+
+    from xcompress.profile.base import RUNTIME_DIST
+    from xcompress.profile.run import format_shape
+
+    first = rep.result or rep.comparison.a  # type: ignore[union-attr]
+    runtime = f"{RUNTIME_DIST.get(first.runtime, first.runtime)} {first.runtime_version}"
+    if first.runtime_options:
+        runtime += " (" + ", ".join(f"{k}={v}" for k, v in first.runtime_options.items()) + ")"
+    m = first.machine
+    load = f", load {m.load_avg_1m:g}" if m.load_avg_1m is not None else ""
+    common = {
+        "target": rep.target.name,
+        "machine": m.describe() + load,
+        "runtime": runtime,
+        "threads": str(first.threads),
+        "shape": format_shape(rep.shape),
+        "warm-up": str(rep.config.warmup),
+    }
+    if rep.comparison is None:
+        table = Table(title=f"xcompress profile {rep.model}", show_header=False)
+        table.add_column("", style="bold")
+        table.add_column("")
+        rows = {"model": rep.path, **common, **_latency_rows(first), **_cost_rows(rep.cost)}
+        for k, v in rows.items():
+            table.add_row(k, v)
+        return table
+
+    c = rep.comparison
+    table = Table(title=f"xcompress profile {rep.model} --vs {rep.vs}")
+    table.add_column("", style="bold")
+    # The names as the user gave them: zoo names stay readable, paths shrink to the last part.
+    table.add_column("A: " + Path(rep.model).name)
+    table.add_column("B: " + Path(rep.vs or "").name)
+    table.add_row("model", rep.path, rep.vs_path or "")
+    for k, v in common.items():
+        table.add_row(k, v, "")
+    a_rows, b_rows = _latency_rows(c.a), _latency_rows(c.b)
+    a_cost, b_cost = _cost_rows(rep.cost), _cost_rows(rep.vs_cost)
+    for k in a_rows:
+        table.add_row(k, a_rows[k], b_rows[k])
+    for k in a_cost:
+        table.add_row(k, a_cost[k], b_cost[k])
+    table.add_row(
+        "A/B median",
+        f"{c.ratio:.3f}  (95% CI {c.ci95_low:.3f}-{c.ci95_high:.3f}; per-round quartiles "
+        f"{c.round_ratio_q25:.3f}-{c.round_ratio_q75:.3f})",
+        "",
+    )
+    table.add_row("A/B p90", f"{c.p90_ratio:.3f}", "")
+    table.add_row("alternation", f"{c.rounds} rounds, {c.order} order", "")
+    return table
