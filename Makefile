@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/xcompress demo
+	$(VENV)/bin/xcompress run recipes/demo.yaml --out runs/demo
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

@@ -1,0 +1,115 @@
+"""Recipes: validation, the step registry, and a small end-to-end run with a test step."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from xcompress.artifact import Artifact, resolve_model
+from xcompress.cli.main import main
+from xcompress.errors import XCompressError
+from xcompress.pipeline import Recipe, Step, load_recipe, register_step, run_recipe, step_names
+from xcompress.pipeline.steps import _STEPS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class CopyConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    tag: str = "x"
+
+
+class CopyStep(Step):
+    """A step that copies its parent (to test the runner without a slow real step)."""
+
+    name = "test-copy"
+    calls = 0
+
+    @classmethod
+    def config_type(cls) -> type[BaseModel]:
+        return CopyConfig
+
+    def run(self, parent: Artifact, config: BaseModel, data: Mapping[str, Path], out_dir: Path):
+        CopyStep.calls += 1
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(parent.path, out_dir / "model.onnx")
+        parent.card.derive(step="test-copy", parent=parent.card.sha256).save(out_dir)
+        return resolve_model(out_dir)
+
+
+@pytest.fixture()
+def copy_step():
+    register_step(CopyStep)
+    yield CopyStep
+    _STEPS.pop(CopyStep.name, None)
+
+
+def test_builtin_recipes_validate():
+    for path in sorted((REPO / "recipes").glob("*.yaml")):
+        recipe = load_recipe(path)
+        for s in recipe.steps:
+            assert s.step in step_names()
+
+
+def test_recipe_errors_are_one_line(tmp_path):
+    bad = tmp_path / "r.yaml"
+    bad.write_text("name: r\nmodel: m\nsteps: [{step: quantize, data: {calib: nope}}]\n")
+    with pytest.raises(XCompressError, match="data 'nope'") as e:
+        load_recipe(bad)
+    assert "\n" not in str(e.value)
+    with pytest.raises(XCompressError, match="not found"):
+        load_recipe(tmp_path / "missing.yaml")
+    bad.write_text("name: [\n")
+    with pytest.raises(XCompressError, match="not valid YAML"):
+        load_recipe(bad)
+
+
+def test_step_config_is_typed():
+    from xcompress.pipeline import get_step
+
+    step = get_step("quantize")
+    with pytest.raises(XCompressError, match="max_drop"):
+        step.parse_config({"max_drop": -1})
+    with pytest.raises(XCompressError, match="unknown step"):
+        get_step("nope")
+
+
+def test_run_recipe_end_to_end_and_resume(tmp_path, copy_step, zoo_model):
+    zoo_model("ppocr-v4-rec")
+    recipe = Recipe.model_validate({
+        "name": "t",
+        "model": "ppocr-v4-rec",
+        "data": {"ev": {"synth": {"task": "rec", "count": 4, "seed": 3, "lang": "en"}}},
+        "steps": [{"step": "test-copy", "name": "copy"}],
+        "report": {"eval": ["ev"], "threads": 1, "runs": 3, "shape": [1, 3, 48, 160]},
+    })
+    summary = run_recipe(recipe, tmp_path / "run")
+    rows = summary.report["rows"]
+    assert [r["artifact"] for r in rows] == ["original", "copy"]
+    # the copy reads exactly what the original reads
+    assert rows[0]["metrics"] == rows[1]["metrics"]
+    assert rows[0]["size_bytes"] == rows[1]["size_bytes"]
+    assert rows[1]["latency"]["speedup"] > 0
+    for key in ("model", "data", "shape", "threads", "runtime", "machine"):
+        assert summary.report[key]
+    assert summary.report["data"]["ev"]["samples"] == 4
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "| original |" in md and "1x3x48x160" in md
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["artifacts"][1]["parent"] == manifest["artifacts"][0]["sha256"]
+    # a second run reuses the data and the finished step
+    calls = CopyStep.calls
+    run_recipe(recipe, tmp_path / "run")
+    assert CopyStep.calls == calls
+
+
+def test_cli_run_missing_recipe(capsys, tmp_path):
+    rc = main(["run", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "o")])
+    assert rc != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1

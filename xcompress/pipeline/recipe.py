@@ -1,0 +1,101 @@
+"""Recipe schema: typed, frozen, loaded from YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from xcompress.errors import XCompressError
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SynthSpec(_Frozen):
+    """Arguments of ``xcompress data synth`` (the charset comes from the recipe's model)."""
+
+    task: Literal["rec", "det", "cls"]
+    count: int = Field(ge=1)
+    seed: int = 0
+    lang: Literal["en", "zh", "mix"] = "mix"
+
+
+class DataSpec(_Frozen):
+    """A data set: an existing PaddleOCR-format folder, or one generated on first use."""
+
+    path: str | None = None
+    synth: SynthSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if (self.path is None) == (self.synth is None):
+            raise ValueError("give exactly one of 'path' or 'synth'")
+        return self
+
+
+class StepSpec(_Frozen):
+    """One step: its registered name, its config (the step's own typed config) and inputs."""
+
+    step: str
+    name: str | None = None  # folder name; defaults to the step name
+    config: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, str] = Field(default_factory=dict)  # role (e.g. 'calib') -> data set name
+
+    @property
+    def folder(self) -> str:
+        return self.name or self.step
+
+
+class ReportSpec(_Frozen):
+    """How the final table is measured."""
+
+    eval: list[str] = Field(default_factory=list)  # data set names to evaluate every artifact on
+    threads: int = Field(default=2, ge=1)
+    shape: tuple[int, ...] | None = None  # timing shape; None: the task's default
+    runs: int = Field(default=30, ge=3)
+    target: str = "host"
+
+
+class Recipe(_Frozen):
+    """A model, named data sets, steps applied in order, and the report to make."""
+
+    name: str
+    model: str  # zoo name, model folder or file
+    data: dict[str, DataSpec] = Field(default_factory=dict)
+    steps: list[StepSpec] = Field(min_length=1)
+    report: ReportSpec = Field(default_factory=ReportSpec)
+
+    @model_validator(mode="after")
+    def _known_data(self) -> Recipe:
+        names = set(self.data)
+        for s in self.steps:
+            for role, ds in s.data.items():
+                if ds not in names:
+                    raise ValueError(f"step {s.folder}: data '{ds}' for '{role}' is not defined")
+        for ds in self.report.eval:
+            if ds not in names:
+                raise ValueError(f"report: eval data '{ds}' is not defined")
+        folders = [s.folder for s in self.steps]
+        if len(set(folders)) != len(folders):
+            raise ValueError("two steps share a folder name: give one of them a 'name'")
+        return self
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe YAML file."""
+    p = Path(path)
+    if not p.is_file():
+        raise XCompressError(f"recipe not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        return Recipe.model_validate(raw)
+    except yaml.YAMLError as e:
+        raise XCompressError(f"recipe {p} is not valid YAML: {str(e).splitlines()[0]}") from e
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "recipe"
+        raise XCompressError(f"recipe {p}: {where}: {err['msg']}") from e
