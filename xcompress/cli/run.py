@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -12,8 +13,8 @@ def register(app: typer.Typer) -> None:
 
 
 def run(
-    recipe: Path = typer.Argument(..., help="Recipe YAML, e.g. recipes/demo.yaml."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder (re-running resumes)."),
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/demo.yaml.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (re-running resumes).")],
 ) -> None:
     """Run a recipe: pull the model, make the data, run each step, print the before/after table.
 
