@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-heavy bench lint clean
+.PHONY: demo test test-heavy bench-deps lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 
 test-heavy: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m heavy
+
+# Only for benchmarks: RapidOCR's own pipeline as an independent evaluator. --no-deps because it
+# requires opencv-python, which would clash with opencv-python-headless.
+bench-deps: $(STAMP)
+	$(PY) -m pip install -q --no-deps rapidocr-onnxruntime==1.4.4 six
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check xcompress tests benchmarks
