@@ -30,7 +30,7 @@ def _root() -> None:
 
 
 # Each module has `register(app)`, which adds its command or command group to the root app.
-_COMMAND_MODULES = ("zoo", "data", "eval", "profile", "quantize", "models", "run")
+_COMMAND_MODULES = ("zoo", "data", "eval", "profile", "quantize", "models", "run", "board")
 
 
 def _load_commands() -> None:

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from xcompress.profile.base import LatencyResult
+    from xcompress.profile.emu import EmulationReport
     from xcompress.profile.flops import CostReport
     from xcompress.profile.run import ProfileReport
 
@@ -41,8 +42,41 @@ def profile(
         typer.Option("--min-time", min=0.001, help="Keep timing until this many s per model."),
     ] = None,
     target: Annotated[
-        str, typer.Option("--target", help="Target name or target .yaml file.")
+        str,
+        typer.Option(
+            "--target",
+            help="Target name (host, arm64-emu, rpi4-cortex-a72...), target .yaml file, or a "
+            "board address ssh://user@host[:port].",
+        ),
     ] = "host",
+    cpu: Annotated[
+        str | None,
+        typer.Option(
+            "--cpu", help="Emulated CPU model for arm64-emu (cortex-a76, neoverse-n1...)."
+        ),
+    ] = None,
+    runtime: Annotated[
+        str | None,
+        typer.Option("--runtime", help="ort or litert: profile the artifact of that format."),
+    ] = None,
+    remote_python: Annotated[
+        str | None,
+        typer.Option("--remote-python", help="ssh targets: the board's python (default python3)."),
+    ] = None,
+    ssh_key: Annotated[
+        Path | None,
+        typer.Option("--ssh-key", help="ssh targets: private key file (default: agent, ~/.ssh)."),
+    ] = None,
+    known_hosts: Annotated[
+        Path | None,
+        typer.Option(
+            "--known-hosts", help="ssh targets: known_hosts file to check the board's key."
+        ),
+    ] = None,
+    count_runs: Annotated[
+        int,
+        typer.Option("--count-runs", min=1, help="Emulated targets: inferences counted."),
+    ] = 3,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write everything as JSON.")
     ] = None,
@@ -51,6 +85,13 @@ def profile(
 
     Prints median and p90 latency after warm-up, at the card's input shape unless --shape.
     With --vs, both models are timed alternately (ABBA rounds) and MODEL/OTHER is printed.
+    On arm64-emu it also prints the output's max abs difference from the host's and the guest
+    instructions per inference (int8 dot-product ones apart); emulated times are not device
+    latencies. Examples:
+
+      xcompress profile ppocr-v4-rec --target arm64-emu --cpu cortex-a76 --json out.json
+
+      xcompress profile rec-int8/ --target ssh://pi@192.168.1.20 --runtime ort
     """
     from rich.console import Console
 
@@ -66,6 +107,12 @@ def profile(
         runs=runs,
         warmup=warmup,
         min_time_s=min_time,
+        cpu=cpu,
+        runtime=runtime,
+        remote_python=remote_python,
+        ssh_key=ssh_key,
+        known_hosts=known_hosts,
+        count_runs=count_runs,
     )
     Console(width=110).print(_table(report))
     if json_out is not None:
@@ -85,9 +132,11 @@ def _si(v: float) -> str:
 
 
 def _latency_rows(r: LatencyResult) -> dict[str, str]:
+    # Emulated times are the host's time emulating the board: say so on the row itself.
+    tag = " (emulated)" if r.runtime_options.get("timing") == "emulated" else ""
     return {
-        "median": _ms(r.median_ms),
-        "p90": _ms(r.p90_ms),
+        f"median{tag}": _ms(r.median_ms),
+        f"p90{tag}": _ms(r.p90_ms),
         "spread": f"IQR {r.iqr_ms:.2f}, std {r.std_ms:.2f}, min {r.min_ms:.2f}, max {r.max_ms:.2f}",
         "runs": str(r.n_runs),
     }
@@ -100,6 +149,26 @@ def _cost_rows(c: CostReport | None) -> dict[str, str]:
     if c.uncounted:
         flops += f", uncounted: {', '.join(sorted(c.uncounted))}"
     return {"MACs": _si(c.macs), "FLOPs": flops, "params": _si(c.params)}
+
+
+def _emu_rows(e: EmulationReport | None) -> dict[str, str]:
+    if e is None:
+        return {}
+    diff = (
+        "n/a (no host runtime)"
+        if e.max_abs_diff_vs_host is None
+        else f"{e.max_abs_diff_vs_host:.3g}"
+    )
+    wall = "n/a" if e.emulated_wall_ms is None else _ms(e.emulated_wall_ms)
+    return {
+        "max abs diff vs host": diff,
+        "instructions / inference": f"{e.instructions_per_inference:,}",
+        "  int8 dot (SDOT/UDOT..)": f"{e.int8_dot_instructions_per_inference:,}",
+        "  int8 mmla (SMMLA..)": f"{e.int8_mmla_instructions_per_inference:,}",
+        "  other": f"{e.other_instructions_per_inference:,}",
+        "  int8 dot share": f"{100 * e.int8_dot_share:.2f}%",
+        "emulated wall (median)": f"{wall} (qemu on the host, NOT a device latency)",
+    }
 
 
 def _table(rep: ProfileReport) -> Table:
@@ -126,7 +195,13 @@ def _table(rep: ProfileReport) -> Table:
         table = Table(title=f"xcompress profile {rep.model}", show_header=False)
         table.add_column("", style="bold")
         table.add_column("")
-        rows = {"model": rep.path, **common, **_latency_rows(first), **_cost_rows(rep.cost)}
+        rows = {
+            "model": rep.path,
+            **common,
+            **_latency_rows(first),
+            **_cost_rows(rep.cost),
+            **_emu_rows(rep.emulation),
+        }
         for k, v in rows.items():
             table.add_row(k, v)
         return table
@@ -146,6 +221,18 @@ def _table(rep: ProfileReport) -> Table:
         table.add_row(k, a_rows[k], b_rows[k])
     for k in a_cost:
         table.add_row(k, a_cost[k], b_cost[k])
+    a_emu, b_emu = _emu_rows(rep.emulation), _emu_rows(rep.vs_emulation)
+    for k in a_emu:
+        table.add_row(k, a_emu[k], b_emu.get(k, ""))
+    if rep.emulation is not None and rep.vs_emulation is not None:
+        ea, eb = rep.emulation, rep.vs_emulation
+        table.add_row(
+            "A/B instructions",
+            f"{ea.instructions_per_inference / eb.instructions_per_inference:.3f}  "
+            f"(B needs {1 - eb.instructions_per_inference / ea.instructions_per_inference:.1%} "
+            f"fewer)",
+            "",
+        )
     table.add_row(
         "A/B median",
         f"{c.ratio:.3f}  (95% CI {c.ci95_low:.3f}-{c.ci95_high:.3f}; per-round quartiles "

@@ -333,7 +333,7 @@ def _comparison(
 
 _PROFILERS: dict[str, type[Profiler]] = {}
 # Modules whose import registers the built-in profilers (each imports its backend lazily).
-_BUILTIN_MODULES = ("xcompress.profile.host",)
+_BUILTIN_MODULES = ("xcompress.profile.host", "xcompress.profile.emu", "xcompress.profile.ssh")
 
 
 def register_profiler(kind: str) -> Callable[[type[Profiler]], type[Profiler]]:

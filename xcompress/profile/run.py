@@ -3,10 +3,19 @@
 The CLI, recipes and benchmarks call :func:`profile_model`; it returns one
 :class:`ProfileReport` holding everything that is printed or written as JSON.
 
+Targets are given by name (``host``, ``arm64-emu`` = ``arm64-emu-cortex-a76``, any shipped
+target or target YAML), with ``cpu`` choosing the emulated CPU model, or as a board address
+``ssh://user@host[:port]`` (see :mod:`xcompress.profile.ssh`). Profilers that can tell more
+than latency (the emulator: parity with the host, instruction counts) have an ``inspect``
+method; its findings land in :attr:`ProfileReport.emulation`.
+
 Example:
     >>> rep = profile_model("ppocr-v4-rec", vs="rec-int8/", runs=50)   # doctest: +SKIP
     >>> rep.comparison.ratio  # A / B median latency, alternately  # doctest: +SKIP
     1.38
+    >>> rep = profile_model("ppocr-v4-rec", target="arm64-emu", cpu="cortex-a76")  # doctest: +SKIP
+    >>> rep.emulation.instructions_per_inference                   # doctest: +SKIP
+    402416997
 """
 
 from __future__ import annotations
@@ -18,11 +27,22 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from xcompress.card import CARD_NAME, ModelCard
 from xcompress.errors import ModelError, XCompressError
-from xcompress.profile.base import Comparison, LatencyResult, ProfileConfig, get_profiler
+from xcompress.profile.base import (
+    RUNTIME_OF_SUFFIX,
+    Comparison,
+    LatencyResult,
+    ProfileConfig,
+    Profiler,
+    get_profiler,
+)
+from xcompress.profile.emu import EmulationReport
 from xcompress.profile.flops import CostReport, model_cost
 from xcompress.targets import Target, get_target
 
 _SHAPE_RE = re.compile(r"^\d+(x\d+)*$")
+# Short target names users type -> shipped target files.
+TARGET_ALIASES: dict[str, str] = {"arm64-emu": "arm64-emu-cortex-a76"}
+SSH_SCHEME = "ssh://"
 
 
 class ProfileReport(BaseModel):
@@ -42,6 +62,8 @@ class ProfileReport(BaseModel):
     vs_path: str | None = None
     vs_cost: CostReport | None = None
     comparison: Comparison | None = None  # with ``vs``: A = model, B = vs
+    emulation: EmulationReport | None = None  # emulated targets: parity, instruction counts
+    vs_emulation: EmulationReport | None = None
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -107,38 +129,140 @@ def resolve_for_profile(
     return art.path, art.card
 
 
+def open_profiler(
+    target: str | Path | Target = "host",
+    *,
+    cpu: str | None = None,
+    remote_python: str | None = None,
+    ssh_key: Path | None = None,
+    known_hosts: Path | None = None,
+) -> Profiler:
+    """The profiler for a target name / YAML / :class:`Target`, or a board address.
+
+    Args:
+        target: ``host``, ``arm64-emu``, a shipped target name, a target ``.yaml``, or
+            ``ssh://user@host[:port]``.
+        cpu: emulated CPU model (``cortex-a76``, ``neoverse-n1``...), emulated targets only.
+        remote_python, ssh_key, known_hosts: for ``ssh://`` targets, see
+            :class:`~xcompress.profile.ssh.SshConnection`.
+
+    Raises:
+        XCompressError: unknown target, an option that does not apply to it, a bad address.
+    """
+    ssh_opts = {
+        k: v
+        for k, v in (
+            ("remote_python", remote_python),
+            ("identity_file", ssh_key),
+            ("known_hosts_file", known_hosts),
+        )
+        if v is not None
+    }
+    if isinstance(target, str) and target.startswith(SSH_SCHEME):
+        if cpu is not None:
+            raise XCompressError("--cpu applies to emulated targets, not to a real board")
+        from xcompress.profile.ssh import SshConnection, SshProfiler, ssh_target
+
+        conn = SshConnection.parse(target, **ssh_opts)
+        return SshProfiler(ssh_target(conn), conn)
+    if ssh_opts:
+        raise XCompressError(
+            "--remote-python, --ssh-key and --known-hosts need --target ssh://user@host"
+        )
+    if isinstance(target, Target):
+        tgt = target
+    else:
+        tgt = get_target(TARGET_ALIASES.get(str(target), target))
+    if cpu is not None and cpu != tgt.emu_cpu:
+        if tgt.kind != "arm64-emu":
+            raise XCompressError(f"--cpu applies to emulated targets; {tgt.name} is {tgt.kind}")
+        from xcompress.boards.qemu import cpu_facts
+
+        tgt = tgt.model_copy(
+            update={
+                "name": f"arm64-emu-{cpu}",
+                "description": f"{cpu}, emulated by qemu-aarch64.",
+                "emu_cpu": cpu,
+                "int8_dot": cpu_facts(cpu).int8_dot,
+            }
+        )
+    return get_profiler(tgt)
+
+
+def select_runtime(path: Path, runtime: str | None) -> Path:
+    """``path``, or the artifact beside it for ``runtime`` (``ort`` -> ``.onnx``,
+    ``litert`` -> ``.tflite``).
+
+    Raises:
+        ModelError: no single artifact of that format beside ``path``.
+    """
+    if runtime is None or RUNTIME_OF_SUFFIX.get(path.suffix.lower()) == runtime:
+        return path
+    suffixes = [s for s, r in RUNTIME_OF_SUFFIX.items() if r == runtime]
+    if not suffixes:
+        known = ", ".join(sorted(set(RUNTIME_OF_SUFFIX.values())))
+        raise XCompressError(f"unknown runtime {runtime!r}: use one of {known}")
+    found = sorted(p for p in path.parent.iterdir() if p.suffix.lower() in suffixes)
+    if len(found) != 1:
+        raise ModelError(
+            f"--runtime {runtime} needs one {'/'.join(suffixes)} file beside {path.name} "
+            f"(found {len(found)}): export the model for {runtime} first, or give that file"
+        )
+    return found[0]
+
+
 def profile_model(
     model: str | Path,
     *,
     vs: str | Path | None = None,
-    target: str | Path | Target = "host",
+    target: str | Path | Target | Profiler = "host",
     shape: tuple[int, ...] | None = None,
     threads: int | None = None,
     runs: int = 30,
     warmup: int = 5,
     min_time_s: float | None = None,
     seed: int = 0,
+    cpu: str | None = None,
+    runtime: str | None = None,
+    remote_python: str | None = None,
+    ssh_key: Path | None = None,
+    known_hosts: Path | None = None,
+    inspect: bool = True,
+    count_runs: int = 3,
 ) -> ProfileReport:
     """Count the cost of ``model`` and time it on ``target`` (alternately with ``vs``).
 
     Args:
         model: zoo name, folder with a card, or model file.
         vs: a second model to time alternately with the first in the same run.
-        target: target name, target YAML file, or :class:`Target`.
+        target: see :func:`open_profiler` (or a ready :class:`Profiler`).
         shape: input shape; default from the model's card (see :func:`default_shape`).
         threads, runs, warmup, min_time_s, seed: see :class:`ProfileConfig`.
+        cpu, remote_python, ssh_key, known_hosts: see :func:`open_profiler`.
+        runtime: ``ort`` or ``litert``: profile the artifact of that format (see
+            :func:`select_runtime`).
+        inspect: on targets that can (emulated ones), also measure parity with the host
+            and instructions per inference (``count_runs`` inferences counted).
 
     Returns:
         A :class:`ProfileReport`; ``result`` is set without ``vs``, ``comparison`` with it.
     """
-    tgt = target if isinstance(target, Target) else get_target(target)
-    profiler = get_profiler(tgt)  # fail on an unsupported target before any work
+    if isinstance(target, Profiler):
+        profiler = target
+    else:  # fail on an unsupported target before any work
+        profiler = open_profiler(
+            target, cpu=cpu, remote_python=remote_python, ssh_key=ssh_key, known_hosts=known_hosts
+        )
+    tgt = profiler.target
     path, card = resolve_for_profile(model, shape)
+    path = select_runtime(path, runtime)
     if shape is None:
         if card is None:  # unreachable: resolve_for_profile demands a shape without a card
             raise ModelError(f"{model}: pass --shape")
         shape = default_shape(card)
     vs_path = resolve_for_profile(vs, shape)[0] if vs is not None else None
+    if vs_path is not None:
+        vs_path = select_runtime(vs_path, runtime)
     try:
         config = ProfileConfig(
             shape=shape,
@@ -152,6 +276,11 @@ def profile_model(
         err = e.errors()[0]
         raise XCompressError(f"bad profile setting {err['loc'][0]}: {err['msg']}") from e
     cost = model_cost(path, shape)
+    inspector = getattr(profiler, "inspect", None) if inspect else None
+    emulation = inspector(path, config, count_runs=count_runs) if inspector else None
+    vs_emulation = (
+        inspector(vs_path, config, count_runs=count_runs) if inspector and vs_path else None
+    )
     fields = dict(
         model=str(model),
         path=str(path),
@@ -162,11 +291,21 @@ def profile_model(
         cost=cost,
     )
     if vs_path is None:
-        return ProfileReport(**fields, result=profiler.profile(path, config))
+        result = profiler.profile(path, config)
+        return ProfileReport(**fields, result=result, emulation=_with_wall(emulation, result))
+    comparison = profiler.compare(path, vs_path, config)
     return ProfileReport(
         **fields,
         vs=str(vs),
         vs_path=str(vs_path),
         vs_cost=model_cost(vs_path, shape),
-        comparison=profiler.compare(path, vs_path, config),
+        comparison=comparison,
+        emulation=_with_wall(emulation, comparison.a),
+        vs_emulation=_with_wall(vs_emulation, comparison.b),
     )
+
+
+def _with_wall(rep: EmulationReport | None, result: LatencyResult) -> EmulationReport | None:
+    if rep is None:
+        return None
+    return rep.model_copy(update={"emulated_wall_ms": result.median_ms})
