@@ -57,7 +57,7 @@ def open_runner(path: str | Path, threads: int | None = None) -> Runner:
     """Open a model file with the runner registered for its suffix."""
     path = Path(path)
     # Importing the backends registers them; each imports its heavy library lazily.
-    from xcompress.runtime import ort  # noqa: F401
+    from xcompress.runtime import litert, ort  # noqa: F401
 
     factory = _RUNNERS.get(path.suffix.lower())
     if factory is None:

@@ -1,0 +1,217 @@
+"""Exporters: a native module (or a model that imports into one) -> a deployable artifact.
+
+An :class:`Exporter` turns a :class:`ModelSource` (a torch module, its card and, when known,
+the ONNX model it came from) into a new artifact folder: the model file, its card
+(``xcompress.json``) and a report. Exporters are registered by name, so the CLI's
+``xcompress export MODEL --to NAME`` and recipes look them up instead of branching:
+
+    >>> from xcompress.export import export_model, list_exporters
+    >>> "tflite" in list_exporters()                                       # doctest: +SKIP
+    True
+    >>> art = export_model("ppocr-v4-rec", "tflite", {"int8": True, "calib": "data/rec"},
+    ...                    "out/v4rec_tflite")                             # doctest: +SKIP
+    >>> art.path.name                                                      # doctest: +SKIP
+    'model.tflite'
+
+Each exporter module imports its heavy converter inside ``export``; importing this package
+stays lean (no torch, no converter).
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from xcompress.artifact import Artifact
+from xcompress.card import ModelCard
+from xcompress.errors import ModelError
+
+
+class ExportConfig(BaseModel):
+    """Base of every exporter's config: frozen, typed, saved as the card's ``step_config``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What an exporter starts from.
+
+    Attributes:
+        module: the native torch module in eval mode (``forward`` = the deployed outputs).
+        card: its card (task, charset, preprocessing, provenance).
+        parent: the ONNX artifact the module was imported from, if any: exporters compare
+            their output with it (accuracy next to the parent's).
+        spec: what the user passed (zoo name, folder, file), for messages and provenance.
+        parent_sha256: sha256 of the file the module came from (ONNX model or checkpoint).
+    """
+
+    module: Any
+    card: ModelCard
+    parent: Artifact | None = None
+    spec: str = ""
+    parent_sha256: str | None = None
+
+
+class Exporter(ABC):
+    """One target format. Subclasses set ``name``, ``suffix``, ``config_cls``.
+
+    Contract: :meth:`export` writes ``out_dir/model<suffix>`` and ``out_dir/xcompress.json``
+    (``format`` and ``step`` set, ``parent`` = the source's sha256) atomically, and returns
+    the new :class:`~xcompress.artifact.Artifact`; user mistakes raise
+    :class:`~xcompress.errors.XCompressError` subclasses with one-line messages.
+    """
+
+    name: ClassVar[str]
+    suffix: ClassVar[str]
+    config_cls: ClassVar[type[ExportConfig]]
+
+    def make_config(self, config: ExportConfig | dict[str, Any] | None = None) -> ExportConfig:
+        """Validate a dict (CLI / recipe) into this exporter's config type."""
+        if isinstance(config, self.config_cls):
+            return config
+        if isinstance(config, ExportConfig):
+            raise ModelError(
+                f"the {self.name} exporter takes a {self.config_cls.__name__}, "
+                f"not a {type(config).__name__}"
+            )
+        try:
+            return self.config_cls.model_validate(config or {})
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(str(x) for x in err["loc"]) or "config"
+            raise ModelError(f"invalid {self.name} export setting {where}: {err['msg']}") from e
+
+    @abstractmethod
+    def export(self, source: ModelSource, config: ExportConfig, out_dir: str | Path) -> Artifact:
+        """Export ``source`` into ``out_dir`` (replaced atomically) and return the artifact."""
+
+
+_EXPORTERS: dict[str, type[Exporter]] = {}
+# Built-in exporters, imported on first lookup so `import xcompress.export` stays lean.
+_BUILTIN_MODULES = ("xcompress.export.tflite",)
+
+
+def register_exporter(cls: type[Exporter]) -> type[Exporter]:
+    """Class decorator: make ``cls`` available as ``--to cls.name``."""
+    _EXPORTERS[cls.name] = cls
+    return cls
+
+
+def _load_builtin() -> None:
+    for mod in _BUILTIN_MODULES:
+        importlib.import_module(mod)
+
+
+def list_exporters() -> list[str]:
+    """Names of the registered exporters (``--to`` values)."""
+    _load_builtin()
+    return sorted(_EXPORTERS)
+
+
+def get_exporter(name: str) -> Exporter:
+    """An instance of the exporter registered as ``name``."""
+    _load_builtin()
+    cls = _EXPORTERS.get(name)
+    if cls is None:
+        raise ModelError(f"no exporter {name!r} (available: {', '.join(sorted(_EXPORTERS))})")
+    return cls()
+
+
+def load_source(spec: str | Path, task: str | None = None) -> ModelSource:
+    """Turn a zoo name / ONNX model (with card) / ``.pt`` checkpoint into a :class:`ModelSource`.
+
+    ONNX models go through the exact importer (:func:`xcompress.models.importers.import_onnx`,
+    checked against onnxruntime); checkpoints are rebuilt from their arch and config.
+
+    Example:
+        >>> src = load_source("ppocr-v4-rec")          # doctest: +SKIP
+        >>> src.parent.path.name, src.card.task        # doctest: +SKIP
+        ('model.onnx', 'rec')
+    """
+    from xcompress.fsutil import sha256_file
+
+    p = Path(spec)
+    if p.suffix == ".pt" and p.is_file():
+        from xcompress.models.checkpoint import load_checkpoint
+
+        module, card = load_checkpoint(p)
+        return ModelSource(module.eval(), card, None, str(spec), sha256_file(p))
+    from xcompress.artifact import resolve_model
+    from xcompress.models.importers import import_onnx
+
+    parent = resolve_model(spec, task)  # type: ignore[arg-type]
+    if parent.card.format != "onnx":
+        raise ModelError(
+            f"{spec} is a {parent.card.format} model: export reads ONNX models, zoo names or "
+            "xcompress .pt checkpoints"
+        )
+    module, card = import_onnx(spec, parent.card.task)
+    return ModelSource(module.eval(), card, parent, str(spec), sha256_file(parent.path))
+
+
+def export_model(
+    spec: str | Path | ModelSource,
+    to: str,
+    config: ExportConfig | dict[str, Any] | None,
+    out_dir: str | Path,
+) -> Artifact:
+    """Export a model to the format ``to`` (the Python API behind ``xcompress export``).
+
+    Args:
+        spec: zoo name, ONNX model / folder, ``.pt`` checkpoint, or a ready :class:`ModelSource`.
+        to: exporter name (see :func:`list_exporters`).
+        config: the exporter's config object or a dict of its fields.
+        out_dir: folder to write (replaced atomically).
+
+    Returns:
+        The new artifact (model file + card).
+    """
+    exporter = get_exporter(to)
+    cfg = exporter.make_config(config)  # validate before the (slow) import
+    source = spec if isinstance(spec, ModelSource) else load_source(spec)
+    return exporter.export(source, cfg, out_dir)
+
+
+def summarize(artifact: Artifact) -> str:
+    """One line for the CLI from the export's ``report.json`` (size, parity, accuracy).
+
+    Example:
+        >>> print(summarize(art))                                        # doctest: +SKIP
+        wrote out/model.tflite (int8, 3.01 MB); float max abs diff 3.6e-06; cer_nospace ...
+    """
+    import json
+
+    report_path = artifact.path.parent / "report.json"
+    if not report_path.is_file():
+        return f"wrote {artifact.path}"
+    rep = json.loads(report_path.read_text(encoding="utf-8"))
+    parts = [f"wrote {artifact.path} ({rep.get('variant', '?')}, "
+             f"{rep.get('size_bytes', 0) / 1e6:.2f} MB)"]  # fmt: skip
+    if rep.get("float_max_abs_diff") is not None:
+        parts.append(f"float max abs diff {rep['float_max_abs_diff']:.1e}")
+    acc = rep.get("accuracy")
+    if acc:
+        key = {"rec": "cer_nospace", "det": "hmean", "cls": "accuracy"}.get(rep.get("task", ""))
+        if key and key in acc["tflite"]:
+            parts.append(f"{key} {acc['tflite'][key]:.4f} (parent {acc['parent'][key]:.4f}) "
+                         f"on {acc['n']} samples")  # fmt: skip
+    return "; ".join(parts)
+
+
+__all__ = [
+    "ExportConfig",
+    "Exporter",
+    "ModelSource",
+    "export_model",
+    "get_exporter",
+    "list_exporters",
+    "load_source",
+    "register_exporter",
+    "summarize",
+]
