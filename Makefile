@@ -26,6 +26,7 @@ test-heavy: $(STAMP)
 # Only for benchmarks: RapidOCR's own pipeline as an independent evaluator. --no-deps because it
 # requires opencv-python, which would clash with opencv-python-headless.
 bench-deps: $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m pip install -q --no-deps rapidocr-onnxruntime==1.4.4 six
 
 lint: $(STAMP)

@@ -1,0 +1,226 @@
+"""``quantize`` end to end on a tiny recognizer, and its errors (nothing half-written)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+pytest.importorskip("onnxruntime")
+
+from xcompress.artifact import Artifact  # noqa: E402
+from xcompress.card import ModelCard, default_postprocess, default_preprocess  # noqa: E402
+from xcompress.errors import BudgetError, DataError, ModelError  # noqa: E402
+from xcompress.quantize import QuantizeConfig  # noqa: E402
+
+CHARSET = ["a", "b", "c", " "]
+FAST = dict(plans=("int8-all",), latency_runs=3, threads=1)
+
+
+def _tiny_rec(path):
+    """(N,3,48,W) -> Conv(k=48x4, s=4) -> HardSwish as exported -> (N,T,C) softmax."""
+    import onnx
+
+    rng = np.random.default_rng(0)
+    c = len(CHARSET) + 1
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["f"], kernel_shape=[48, 4], strides=[48, 4]),
+        helper.make_node("Add", ["f", "three"], ["a"]),
+        helper.make_node("Clip", ["a", "zero", "six"], ["cl"]),
+        helper.make_node("Mul", ["f", "cl"], ["m"]),
+        helper.make_node("Div", ["m", "six"], ["h"]),
+        helper.make_node("Squeeze", ["h"], ["s"], axes=[2]),
+        helper.make_node("Transpose", ["s"], ["t"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["t", "fc"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=2),
+    ]
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((16, 3, 48, 4)).astype(np.float32) * 0.05, "w"),
+        numpy_helper.from_array(rng.standard_normal(16).astype(np.float32) * 0.1, "b"),
+        numpy_helper.from_array(rng.standard_normal((16, c)).astype(np.float32), "fc"),
+        numpy_helper.from_array(np.array(3.0, np.float32), "three"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        numpy_helper.from_array(np.array(6.0, np.float32), "six"),
+    ]
+    g = helper.make_graph(
+        nodes, "tinyrec",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 48, "w"])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["n", "t", c])],
+        inits,
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)])
+    m.ir_version = 7
+    onnx.checker.check_model(m)
+    onnx.save(m, path)
+    card = ModelCard(name="tinyrec", task="rec", file=path.name,
+                     preprocess=default_preprocess("rec"), postprocess=default_postprocess("rec"),
+                     charset=CHARSET)
+    card.save(path.parent)  # xcompress.json beside the model, as a user folder would have
+    return Artifact(path, card)
+
+
+def _rec_set(folder, n=12):
+    import cv2
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    lines = []
+    for i in range(n):
+        w = int(rng.integers(60, 300))  # lines of different widths
+        img = rng.integers(0, 255, (32, w, 3), dtype=np.uint8)
+        cv2.imwrite(str(folder / f"{i}.png"), img)
+        lines.append(f"{i}.png\tab c")
+    (folder / "label.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return _tiny_rec(tmp_path / "tiny.onnx"), _rec_set(tmp_path / "calib")
+
+
+def test_quantize_tiny_recognizer(tiny, tmp_path):
+    from xcompress.quantize import quantize
+
+    art, calib = tiny
+    out = tmp_path / "out"
+    res = quantize(art, calib, out, QuantizeConfig(max_drop=1.0, **FAST), progress=False)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "model.int8.onnx", "report.json", "report.md", "xcompress.json"]
+    import onnx
+
+    q = onnx.load(str(res.model_path))
+    assert {n.op_type for n in q.graph.node} >= {"QuantizeLinear", "DequantizeLinear"}
+    assert q.graph.input[0].name == "x" and q.graph.output[0].name == "probs"
+    dims = [d.dim_param or d.dim_value for d in q.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["n", 3, 48, "w"]  # dynamic axes kept
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["model"]["opset"] == 12 and rep["model"]["upgraded_opset"] == 17
+    assert rep["calibration"]["widths"][0] < rep["calibration"]["widths"][1]
+    assert rep["latency"]["threads"] == 1 and rep["latency"]["ratio"] > 0
+    assert rep["rewrites"]["fold-scalar-chains"] >= 1
+    assert res.card.step == "quantize" and res.card.step_config["max_drop"] == 1.0
+    assert res.card.charset == CHARSET
+
+
+def test_same_inputs_same_artifact(tiny, tmp_path):
+    from xcompress.quantize import quantize
+
+    art, calib = tiny
+    cfg = QuantizeConfig(max_drop=1.0, **FAST)
+    a = quantize(art, calib, tmp_path / "a", cfg, progress=False)
+    b = quantize(art, calib, tmp_path / "b", cfg, progress=False)
+    assert a.model_path.read_bytes() == b.model_path.read_bytes()
+
+
+def test_empty_calibration_set(tiny, tmp_path):
+    from xcompress.quantize import quantize
+
+    art, _ = tiny
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "label.txt").write_text("\n")
+    with pytest.raises(DataError, match="no samples"):
+        quantize(art, empty, tmp_path / "out", QuantizeConfig(**FAST), progress=False)
+    with pytest.raises(DataError):
+        quantize(art, tmp_path / "missing", tmp_path / "out", QuantizeConfig(**FAST),
+                 progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreadable_calibration_image(tiny, tmp_path):
+    from xcompress.quantize import quantize
+
+    art, calib = tiny
+    (calib / "3.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="cannot decode"):
+        quantize(art, calib, tmp_path / "out", QuantizeConfig(**FAST), progress=False)
+
+
+def test_non_ocr_model(tmp_path):
+    import onnx
+
+    from xcompress.quantize import quantize
+
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "notocr",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 10])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "m.onnx"
+    onnx.save(m, path)
+    card = ModelCard(name="m", task="rec", file="m.onnx", charset=CHARSET)
+    with pytest.raises(ModelError, match="not an OCR model"):
+        quantize(Artifact(path, card), tmp_path, tmp_path / "out", progress=False)
+
+
+def test_unmeetable_budget_writes_nothing(tiny, tmp_path, monkeypatch):
+    from xcompress.quantize import quantize
+    from xcompress.quantize.signals import RecSignal
+
+    art, calib = tiny
+    # a synthetic signal: every int8 model loses 3 points, whatever stays float
+    monkeypatch.setattr(RecSignal, "drop", lambda self, fp, q: 0.03)
+    out = tmp_path / "out"
+    with pytest.raises(BudgetError, match=r"best 3\.00 pt"):
+        quantize(art, calib, out, QuantizeConfig(max_drop=0.005, **FAST), progress=False)
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_fallback_keeps_the_sensitive_layer_float(tiny, tmp_path, monkeypatch):
+    from xcompress.quantize import quantize, signals
+
+    art, calib = tiny
+    # synthetic: the drop is 0 only when the classifier head (MatMul) runs in float
+    state = {}
+
+    def drop(self, fp, q):
+        return 0.0 if state.get("head_float") else 0.02
+
+    import xcompress.quantize.api as api
+
+    real_keep_float = api.keep_float
+
+    def spy(qdq, fp32, quantized, float_weights=False):
+        state["head_float"] = not any("MatMul" in n for n in quantized)
+        return real_keep_float(qdq, fp32, quantized, float_weights)
+
+    monkeypatch.setattr(signals.RecSignal, "drop", drop)
+    monkeypatch.setattr(api, "keep_float", spy)
+    monkeypatch.setattr(api, "_sensitivity", lambda q, m, groups, *a: {
+        g: (1.0 if "MatMul" in g else 0.0) for g in groups})
+    res = quantize(art, calib, tmp_path / "out", QuantizeConfig(**FAST), progress=False)
+    kept = res.report["layers"]["kept_float"]
+    assert [k["layer"] for k in kept] == [g for g in res.report["layers"]["sensitivity"]
+                                          if "MatMul" in g]
+    assert "needed to meet the budget" in kept[0]["reason"]
+
+
+def test_plan_order_is_stable_under_timing_noise():
+    from xcompress.quantize.api import _order_plans
+
+    # within the 10% margin the listed order wins (same inputs -> same artifact)
+    assert _order_plans(["int8-all", "int8-conv"], {"int8-all": 2.0, "int8-conv": 2.1}) == [
+        "int8-all", "int8-conv"]
+    assert _order_plans(["int8-all", "int8-conv"], {"int8-all": 1.5, "int8-conv": 2.0}) == [
+        "int8-conv", "int8-all"]
+
+
+def test_cli_reports_user_errors_in_one_line(tiny, tmp_path, capsys):
+    from xcompress.cli.main import main
+
+    art, _ = tiny
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "label.txt").write_text("\n")
+    code = main(["quantize", str(art.path), "--calib", str(empty),
+                 "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert "no samples" in err
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,79 @@
+"""``xcompress quantize MODEL --calib DIR --out OUT``: accuracy-aware int8 PTQ (ONNX, QDQ)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("quantize")(quantize_command)
+
+
+def quantize_command(
+    model: Annotated[str, typer.Argument(help="Zoo name, model folder, or ONNX file.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (replaced on success).")],
+    calib: Annotated[
+        Path | None,
+        typer.Option("--calib", help="PaddleOCR-format calibration set (default: a built-in "
+                     "synthetic set made by `xcompress data synth`, seeded)."),
+    ] = None,
+    eval_sets: Annotated[
+        list[Path] | None,
+        typer.Option("--eval", help="Set(s) the budget is checked on (default: held-out calib)."),
+    ] = None,
+    max_drop: Annotated[
+        float, typer.Option("--max-drop", min=0.0, max=1.0,
+                            help="Largest accuracy drop, fraction (0.005 = 0.5 point).")
+    ] = 0.005,
+    target: Annotated[str, typer.Option("--target", help="Target whose speed decides.")] = "host",
+    method: Annotated[
+        str, typer.Option("--method", help="Calibration: auto (pick by agreement with float), "
+                          "minmax, percentile or entropy.")
+    ] = "auto",
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Threads for timing.")] = 2,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    task: Annotated[
+        str | None, typer.Option("--task", help="rec, det or cls (for a bare ONNX file).")
+    ] = None,
+    plan: Annotated[
+        list[str] | None, typer.Option("--plan", help="Only these plans (int8-all, int8-conv).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
+) -> None:
+    """Quantize MODEL to int8 within --max-drop of its accuracy; write OUT/model.int8.onnx,
+    its card, OUT/report.json and OUT/report.md.
+
+    Example: xcompress quantize ppocr-v4-rec --calib data/calib --out out/v4rec-int8
+    """
+    from xcompress.artifact import resolve_model
+    from xcompress.errors import XCompressError
+    from xcompress.quantize import QuantizeConfig, quantize
+    from xcompress.quantize.calibrate import calibrator_names
+
+    if method != "auto" and method not in calibrator_names():
+        raise XCompressError(f"--method must be auto or one of {', '.join(calibrator_names())}")
+    if task is not None and task not in ("rec", "det", "cls"):
+        raise XCompressError(f"--task must be rec, det or cls, not {task!r}")
+    fields = dict(max_drop=max_drop, target=target, method=method, threads=threads, seed=seed)
+    if plan:
+        fields["plans"] = tuple(plan)
+    config = QuantizeConfig(**fields)
+    artifact = resolve_model(model, task=task)  # type: ignore[arg-type]
+    res = quantize(artifact, calib, out, config, eval_paths=tuple(eval_sets or ()),
+                   progress=not quiet)
+    r = res.report
+    lat = r["latency"]
+    print(f"wrote {res.model_path}: {r['size']['ratio'] * 100:.0f}% of fp32 size, "
+          f"{lat['ratio']:.2f}x faster at {'x'.join(map(str, lat['shape']))} "
+          f"({lat['threads']} threads), {len(r['layers']['kept_float'])} of "
+          f"{r['layers']['total']} layers float")
+    for name, a in r["accuracy"].items():
+        k = a["metric"]
+        print(f"  {name}: {k} {a['fp32'][k] * 100:.2f} -> {a['int8'][k] * 100:.2f} "
+              f"(drop {a['drop'] * 100:.2f} pt)")
+    for w in r.get("warnings", []):
+        print(f"  warning: {w}")
+    print(f"  report: {Path(res.out_dir) / 'report.md'}")

@@ -1,0 +1,73 @@
+"""The quantization step's configuration: one frozen, typed object saved in the output card.
+
+Example:
+    >>> cfg = QuantizeConfig(max_drop=0.01, method="entropy")
+    >>> cfg.model_dump()["method"]
+    'entropy'
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CONFIG_VERSION = 1
+
+
+class QuantizeConfig(BaseModel):
+    """How ``xcompress quantize`` builds an int8 model.
+
+    Attributes:
+        method: calibration method, one of
+            :func:`xcompress.quantize.calibrate.calibrator_names`, or ``auto``: try each of
+            ``auto_methods`` and keep the one whose all-int8 model loses least on the budget
+            sets (ties: the one agreeing best with the float model).
+        auto_methods: candidates of ``auto``, ``name`` or ``percentile:<p>``.
+        percentile: upper percentile of each activation kept by ``method="percentile"``.
+        per_channel: per-output-channel symmetric int8 weights (needs opset >= 13; upgraded).
+        max_drop: largest allowed accuracy drop, absolute, as a fraction (0.005 = 0.5 point):
+            rise of CER for recognizers, fall of Hmean / accuracy for detectors / classifiers.
+        seed: seed of the calibration / hold-out split and of sub-sampling.
+        threads: intra-op threads used for latency measurements (the target's thread count).
+        target: target name (``xcompress.targets``); speeds are measured on it.
+        calib_limit: at most this many calibration samples feed the range statistics
+            (None: 100 text lines, 12 detection pages).
+        holdout: fraction of the calibration set held out to check the budget when no
+            ``--eval`` set is given.
+        sensitivity_samples: samples used to rank layers by sensitivity (None: 16 lines,
+            3 pages).
+        max_float_fraction: give up (BudgetError) rather than keep more than this fraction
+            of the quantizable layers in float.
+        float_weights: layers kept in float also get float weights back (larger file);
+            by default they keep per-channel int8 weights and compute in float.
+        op_types: op types that may be quantized; None lets the speed-based plan choose.
+        plans: candidate quantization plans, timed on the target; the fastest that meets the
+            budget wins (see :mod:`xcompress.quantize.plans`).
+        opset: default-domain opset the model is upgraded to before quantization.
+        latency_runs: timed runs per model in each alternating latency comparison.
+        det_size: detectors are timed at 1x3x``det_size``x``det_size`` (pages themselves
+            are resized as the card says, 960 px long side for PP-OCR).
+        rec_width: width of the recognizer input used for timing (height from the card).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: int = CONFIG_VERSION
+    method: str = "auto"
+    auto_methods: tuple[str, ...] = ("minmax", "percentile:99.9999", "percentile:99.999")
+    percentile: float = Field(default=99.999, gt=50.0, le=100.0)
+    per_channel: bool = True
+    max_drop: float = Field(default=0.005, ge=0.0, le=1.0)
+    seed: int = 0
+    threads: int = Field(default=2, ge=1)
+    target: str = "host"
+    calib_limit: int | None = Field(default=None, ge=1)
+    holdout: float = Field(default=0.5, gt=0.0, lt=1.0)
+    sensitivity_samples: int | None = Field(default=None, ge=1)
+    max_float_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
+    float_weights: bool = False
+    op_types: tuple[str, ...] | None = None
+    plans: tuple[str, ...] = ("int8-all", "int8-conv")
+    opset: int = Field(default=17, ge=13)
+    latency_runs: int = Field(default=20, ge=3)
+    det_size: int = Field(default=960, ge=32)
+    rec_width: int = Field(default=320, ge=16)

@@ -1,0 +1,341 @@
+"""Quantization mechanics: activation statistics, onnxruntime's QDQ quantizer, layer groups.
+
+* :func:`float_tensors` / :func:`gather_stats` run the float model with every float tensor
+  exposed and feed the values to :mod:`xcompress.quantize.calibrate`.
+* :func:`quantize_qdq` hands the computed ranges to ``onnxruntime.quantization.quantize_static``
+  through its calibration cache (so onnxruntime's own calibrators, which cannot take
+  variable-width inputs, never run) and writes a QDQ model.
+* :func:`layer_groups` cuts the graph into *layers* (a Conv/MatMul and the elementwise tail
+  that follows it), the unit that the accuracy fallback keeps in float.
+* :func:`keep_float` turns chosen layers of a QDQ model back to float by rewiring their
+  inputs past Q/DQ; it is used to measure sensitivity quickly (no re-quantization per probe).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from xcompress.quantize.calibrate import TensorStats
+from xcompress.quantize.graph import GraphView, prune_unused
+
+#: Ops whose weights make a layer; every other quantized op joins the layer feeding it.
+ANCHOR_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+
+_FLOAT_TYPES = (onnx.TensorProto.FLOAT,)
+
+
+def float_tensors(model: onnx.ModelProto) -> list[str]:
+    """Names of the float activations (graph inputs and node outputs, not initializers)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types: dict[str, int] = {}
+    for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        if vi.type.HasField("tensor_type"):
+            types[vi.name] = vi.type.tensor_type.elem_type
+    inits = {t.name for t in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in inits]
+    for n in model.graph.node:
+        names += [o for o in n.output if o]
+    return [n for n in dict.fromkeys(names) if types.get(n) in _FLOAT_TYPES]
+
+
+def _session(model: onnx.ModelProto | str | Path, threads: int | None):
+    import onnxruntime as ort
+
+    from xcompress.runtime.ort import make_session_options
+
+    so = make_session_options(threads)
+    src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def gather_stats(
+    model: onnx.ModelProto,
+    inputs: Sequence[np.ndarray],
+    threads: int | None = None,
+    max_bytes: int = 512 << 20,
+    on_batch: Callable[[], None] | None = None,
+) -> dict[str, TensorStats]:
+    """Histogram statistics of every float activation over ``inputs`` (any shapes).
+
+    The model is run with its float tensors exposed as outputs. Exposing every tensor of a
+    detector at 960 px at once would hold gigabytes, so tensors are split into chunks whose
+    outputs fit in ``max_bytes`` for the largest input, at the cost of one pass per chunk.
+    """
+    names = float_tensors(model)
+    in_name = model.graph.input[0].name
+    inputs = _stack_same_shape(inputs)
+    # estimate each tensor's size on the largest batch with one run of the plain model
+    big = max(inputs, key=lambda a: a.size)
+    sizes = _tensor_bytes(model, names, big, threads)
+    chunks: list[list[str]] = [[]]
+    total = 0
+    for n in names:
+        if chunks[-1] and total + sizes[n] > max_bytes:
+            chunks.append([])
+            total = 0
+        chunks[-1].append(n)
+        total += sizes[n]
+    stats = {n: TensorStats() for n in names}
+    for chunk in chunks:
+        aug = _expose(model, chunk)
+        sess = _session(aug, threads)
+        for x in inputs:
+            outs = sess.run(chunk, {in_name: x})
+            for n, v in zip(chunk, outs, strict=True):
+                stats[n].update(v)
+            if on_batch is not None:
+                on_batch()
+        del sess
+    return stats
+
+
+def _stack_same_shape(inputs: Sequence[np.ndarray], max_batch: int = 4) -> list[np.ndarray]:
+    """Concatenate inputs of equal (C, H, W) into batches: one run per batch is much cheaper
+    than one per line when every tensor is exposed (most text lines pad to the same width)."""
+    by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
+    for x in inputs:
+        by_shape.setdefault(tuple(x.shape[1:]), []).append(x)
+    out = []
+    for group in by_shape.values():
+        for i in range(0, len(group), max_batch):
+            out.append(np.concatenate(group[i : i + max_batch]))
+    return out
+
+
+def _expose(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelProto:
+    aug = onnx.ModelProto()
+    aug.CopyFrom(model)
+    have = {o.name for o in aug.graph.output}
+    for n in names:
+        if n not in have:
+            aug.graph.output.append(onnx.ValueInfoProto(name=n))
+    return aug
+
+
+def _tensor_bytes(
+    model: onnx.ModelProto, names: list[str], x: np.ndarray, threads: int | None
+) -> dict[str, int]:
+    """Bytes of each tensor on input ``x``, measured in chunks of 64 tensors."""
+    in_name = model.graph.input[0].name
+    sizes: dict[str, int] = {}
+    for i in range(0, len(names), 64):
+        part = names[i : i + 64]
+        sess = _session(_expose(model, part), threads)
+        for n, v in zip(part, sess.run(part, {in_name: x}), strict=True):
+            sizes[n] = int(np.asarray(v).nbytes)
+        del sess
+    return sizes
+
+
+def quantize_qdq(
+    model: onnx.ModelProto,
+    ranges: dict[str, tuple[float, float]],
+    op_types: Sequence[str],
+    exclude: Sequence[str] = (),
+    per_channel: bool = True,
+) -> onnx.ModelProto:
+    """QDQ-quantize ``model`` with precomputed activation ranges (u8 activations, s8 weights).
+
+    Uses ``onnxruntime.quantization.quantize_static`` with a calibration cache holding
+    ``ranges``; weights are symmetric int8 (per output channel when ``per_channel``),
+    activations asymmetric uint8 (AVX-512 VNNI and ARM dot-product kernels are u8s8).
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+
+    data = {
+        n: TensorData(lowest=np.float32(lo), highest=np.float32(hi))
+        for n, (lo, hi) in ranges.items()
+    }
+    with tempfile.TemporaryDirectory(prefix="xq.") as tmp:
+        src, dst, cache = (Path(tmp) / n for n in ("in.onnx", "out.onnx", "calib.json"))
+        onnx.save(model, src)
+        save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)
+        # quantize_static logs a "consider pre-processing" warning on the root logger on
+        # every call; the graph here is already pre-processed (rewrites + shape inference)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)
+        try:
+            quantize_static(
+                str(src),
+                str(dst),
+                calibration_data_reader=None,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(op_types),
+                nodes_to_exclude=list(exclude),
+                per_channel=per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                calibration_cache_path=str(cache),
+                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+            )
+        finally:
+            root.setLevel(level)
+        return onnx.load(str(dst))
+
+
+def layer_groups(model: onnx.ModelProto, op_types: Sequence[str]) -> dict[str, list[str]]:
+    """Layers of a float model: ``{anchor node name: [node names]}``.
+
+    Each Conv/MatMul/Gemm starts a layer; any other node whose op may be quantized joins the
+    layer of the node producing its first activation input (a node fed only by the graph
+    input joins no layer). Nodes without names are named first (``node_<i>``).
+    """
+    ensure_node_names(model)
+    g = GraphView(model)
+    group_of: dict[str, str] = {}
+    groups: dict[str, list[str]] = {}
+    allowed = set(op_types)
+    for n in model.graph.node:
+        if n.op_type in ANCHOR_OPS and n.op_type in allowed:
+            group_of[n.name] = n.name
+            groups[n.name] = [n.name]
+            continue
+        src = next((g.producer[i] for i in n.input if i in g.producer), None)
+        owner = group_of.get(src.name) if src is not None else None
+        if owner is not None:
+            group_of[n.name] = owner
+            if n.op_type in allowed:
+                groups[owner].append(n.name)
+    return groups
+
+
+def ensure_node_names(model: onnx.ModelProto) -> None:
+    """Give every unnamed node a unique name (needed for ``nodes_to_exclude``)."""
+    seen = {n.name for n in model.graph.node if n.name}
+    for i, n in enumerate(model.graph.node):
+        if not n.name:
+            name = f"node_{i}_{n.op_type}"
+            while name in seen:
+                name += "_"
+            n.name = name
+            seen.add(name)
+
+
+def keep_float(
+    qdq: onnx.ModelProto,
+    fp32: onnx.ModelProto,
+    quantized: Iterable[str],
+    float_weights: bool = False,
+) -> onnx.ModelProto:
+    """A copy of QDQ model ``qdq`` where only the nodes named in ``quantized`` stay int8.
+
+    Every other node computes in float again: its weights come back from ``fp32`` (by
+    original name) and an activation input ``DQ(Q(x))`` is rewired to ``x`` when the producer
+    of ``x`` is float too (an int8 producer emits int8 values, so its readers keep the DQ).
+    onnxruntime's quantizer deletes a Clip/Relu whose range the following Q already enforces;
+    where such a producer turns float, the activation is put back. Q/DQ pairs left without
+    readers are pruned.
+
+    With ``float_weights`` False (the default) float nodes keep their int8 weights behind a
+    DequantizeLinear: the file stays int8-sized, and in OCR models the damage comes from
+    activation ranges, seldom from per-channel weights.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(qdq)
+    g = GraphView(out)
+    fp32_inits = {t.name: t for t in fp32.graph.initializer}
+    keep = set(quantized)
+    added: set[str] = set()
+
+    def float_init(orig: str) -> str:
+        # onnxruntime may name the DequantizeLinear output after the float weight itself
+        fname = orig if orig not in g.producer and orig not in g.inits else orig + "_fp32"
+        if fname not in added:
+            t = onnx.TensorProto()
+            t.CopyFrom(fp32_inits[orig])
+            t.name = fname
+            out.graph.initializer.append(t)
+            added.add(fname)
+        return fname
+
+    for n in out.graph.node:
+        if n.name in keep or n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        for k, t in enumerate(n.input):
+            dq = g.producer.get(t)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            src = dq.input[0]
+            q = g.producer.get(src)
+            if q is not None and q.op_type == "QuantizeLinear":
+                p = g.producer.get(q.input[0])
+                if p is None or p.name not in keep:
+                    n.input[k] = q.input[0]
+                continue
+            orig = src[: -len("_quantized")] if src.endswith("_quantized") else None
+            if float_weights and orig is not None and orig in fp32_inits:
+                n.input[k] = float_init(orig)
+    _float_graph_outputs(out, keep)
+    _restore_removed_activations(out, fp32, keep, fp32_inits)
+    prune_unused(out)
+    return out
+
+
+def _float_graph_outputs(out: onnx.ModelProto, keep: set[str]) -> None:
+    """A graph output written by ``DQ(Q(t))`` of a float producer becomes ``t`` itself."""
+    from xcompress.quantize.graph import remove_nodes, rename_input
+
+    g = GraphView(out)
+    for o in out.graph.output:
+        dq = g.producer.get(o.name)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        q = g.producer.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear":
+            continue
+        t = q.input[0]
+        p = g.producer.get(t)
+        if p is None or p.name in keep or p.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        # edit before removing: remove_nodes rebuilds the node list from copies
+        rename_input(out, t, o.name)
+        p.output[list(p.output).index(t)] = o.name
+        remove_nodes(out, [dq] + ([q] if len(g.consumers.get(q.output[0], [])) == 1 else []))
+        g.refresh()
+
+
+def _restore_removed_activations(
+    out: onnx.ModelProto, fp32: onnx.ModelProto, keep: set[str], fp32_inits: dict
+) -> None:
+    names = {n.name for n in out.graph.node}
+    g = GraphView(out)
+    for a in fp32.graph.node:
+        if a.op_type not in ("Clip", "Relu") or a.name in names:
+            continue
+        t = a.output[0]
+        p = g.producer.get(t)
+        if p is None or p.name in keep or p.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        pre = t + "_preact"
+        p.output[list(p.output).index(t)] = pre
+        node = onnx.NodeProto()
+        node.CopyFrom(a)
+        node.input[0] = pre
+        out.graph.node.append(node)
+        for c in list(node.input)[1:]:
+            if c and c not in g.inits and c in fp32_inits:
+                out.graph.initializer.append(fp32_inits[c])
+                g.inits[c] = fp32_inits[c]
+    from xcompress.quantize.rewrites import _toposort
+
+    _toposort(out)
+
+
+__all__ = [
+    "ANCHOR_OPS",
+    "ensure_node_names",
+    "float_tensors",
+    "gather_stats",
+    "keep_float",
+    "layer_groups",
+    "quantize_qdq",
+]

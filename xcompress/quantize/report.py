@@ -1,0 +1,92 @@
+"""``report.md``: the quantization report as a page a person reads (``report.json`` has it all)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v * 100:.2f}"
+
+
+def _machine(cpu: dict[str, Any]) -> str:
+    dot = ", ".join(cpu.get("int8_dot") or ()) or "none"
+    load = cpu.get("load_avg_1m")
+    text = f"{cpu.get('cpu', '?')}, {cpu.get('cores', '?')} cores, int8 dot: {dot}"
+    return text + (f", load {load:.1f}" if load is not None else "")
+
+
+def render_markdown(r: dict[str, Any]) -> str:
+    """Render the report dict written by :func:`xcompress.quantize.quantize` as Markdown."""
+    m, size, lat, cal = r["model"], r["size"], r["latency"], r["calibration"]
+    lines = [
+        f"# int8 quantization of {m['name']} ({m['task']})",
+        "",
+        f"Plan **{r['plan']['name']}**: {r['plan']['description']}. Calibration: "
+        f"{cal['method']}" + (f" {cal['percentile']}" if cal.get("percentile") else "")
+        + f" on {cal['samples']} samples (input widths {cal['widths'][0]}-{cal['widths'][1]} px)"
+        + ("; chosen by the budget metric's drop: " + ", ".join(
+            f"{k} {v * 100:.2f} pt" for k, v in cal["candidates"].items())
+           if cal.get("candidates")
+           else "") + ".",
+        f"Opset {m['opset']} -> {m['upgraded_opset']}; float outputs after upgrade / rewrites "
+        f"differ by at most {r['float_check']['upgrade_max_diff']:.1e} / "
+        f"{r['float_check']['rewrite_max_diff']:.1e}. Took {r['time_s']:.0f} s.",
+        "",
+        "## Size",
+        "",
+        "| | fp32 | int8 | int8/fp32 |",
+        "|---|---:|---:|---:|",
+        f"| bytes | {size['fp32_bytes']:,} | {size['int8_bytes']:,} | {size['ratio'] * 100:.1f}% |",
+        "",
+        "## Accuracy",
+        "",
+        "| set | metric | fp32 | int8 | drop (points) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, a in r["accuracy"].items():
+        metric = a["metric"]
+        lines.append(f"| {name} | {metric} | {_pct(a['fp32'][metric])} | "
+                     f"{_pct(a['int8'][metric])} | {_pct(a['drop'])} |")
+        for extra in ("line_accuracy", "cer_nospace", "line_accuracy_nospace",
+                      "precision", "recall"):
+            if extra in a["fp32"] and extra != metric:
+                lines.append(f"| {name} | {extra} | {_pct(a['fp32'][extra])} | "
+                             f"{_pct(a['int8'][extra])} | |")
+    lines += [
+        "",
+        "## Latency",
+        "",
+        f"Input {'x'.join(map(str, lat['shape']))}, {lat['threads']} threads, {lat['runtime']} "
+        f"on {lat['target']} ({_machine(lat['cpu'])}); "
+        f"fp32 and int8 timed alternately in one run ({lat['rounds']} rounds).",
+        "",
+        "| | median ms | p90 ms |",
+        "|---|---:|---:|",
+        f"| fp32 | {lat['fp32_median_ms']:.2f} | {lat['fp32_p90_ms']:.2f} |",
+        f"| int8 | {lat['int8_median_ms']:.2f} | {lat['int8_p90_ms']:.2f} |",
+        "",
+        f"Speed-up fp32/int8: **{lat['ratio']:.2f}x** (95% CI {lat['ratio_ci95'][0]:.2f}-"
+        f"{lat['ratio_ci95'][1]:.2f}).",
+        "",
+        "## Layers kept in float",
+        "",
+    ]
+    kept = r["layers"]["kept_float"]
+    if not kept:
+        lines.append(f"None: all {r['layers']['total']} layers are int8.")
+    else:
+        lines += ["| layer | nodes | sensitivity | why |", "|---|---:|---:|---|"]
+        for k in kept:
+            s = k["sensitivity"]
+            lines.append(f"| {k['layer']} | {len(k['nodes'])} | "
+                         f"{'-' if s is None else f'{s:.4f}'} | {k['reason']} |")
+    steps = r["layers"]["fallback_steps"]
+    if len(steps) > 1:
+        lines += ["", "Fallback steps (float layers -> drop): "
+                  + ", ".join(f"{len(s['float_layers'])} -> {_pct(s['drop'])}" for s in steps)]
+    if r.get("warnings"):
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in r["warnings"]]
+    rw = ", ".join(f"{k} ({v})" for k, v in r["rewrites"].items() if v)
+    lines += ["", "## Graph rewrites", "", rw or "none", ""]
+    return "\n".join(lines)
