@@ -94,7 +94,7 @@ class Exporter(ABC):
 
 _EXPORTERS: dict[str, type[Exporter]] = {}
 # Built-in exporters, imported on first lookup so `import xcompress.export` stays lean.
-_BUILTIN_MODULES = ("xcompress.export.tflite",)
+_BUILTIN_MODULES = ("xcompress.export.onnx", "xcompress.export.tflite")
 
 
 def register_exporter(cls: type[Exporter]) -> type[Exporter]:

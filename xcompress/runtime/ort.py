@@ -50,5 +50,6 @@ class OrtRunner(Runner):
         return self._output
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        out = self.session.run([self._output], {self._input: np.ascontiguousarray(batch, np.float32)})
+        feed = {self._input: np.ascontiguousarray(batch, np.float32)}
+        out = self.session.run([self._output], feed)
         return np.asarray(out[0], dtype=np.float32)

@@ -1,0 +1,271 @@
+"""Per-task parts of training, behind one small base class.
+
+:class:`TrainTask` is what the loop needs from a task: sample sources, batching, losses
+(with optional distillation) and a held-out metric. ``rec`` = CTC (+ U-DML distillation),
+``det`` = DB loss (+ probability-map distillation). The loop picks the task class from the
+model's ``task`` through :data:`TASKS`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import cv2
+import numpy as np
+import torch
+
+from xcompress.card import ModelCard
+from xcompress.errors import DataError, ModelError
+from xcompress.models.base import OCRModel
+from xcompress.train.data import CTCCodec, FolderSource, RecBatchSpec, SynthSource, collate
+from xcompress.train.losses import ctc_loss, db_loss, feature_l2, prob_map_distill, symmetric_kl
+
+if TYPE_CHECKING:
+    from xcompress.train.loop import TrainConfig
+
+SYNTH = "synth"
+#: seed offset of held-out synthetic sets: disjoint from every training stream
+VAL_SEED = 1_000_003
+
+
+class TrainTask(ABC):
+    """What the training loop needs from one task."""
+
+    task: ClassVar[str]
+
+    def __init__(self, cfg: TrainConfig, model: OCRModel, card: ModelCard) -> None:
+        self.cfg, self.model, self.card = cfg, model, card
+
+    @abstractmethod
+    def sources(self) -> list[Any]:
+        """Training sources, each with ``stream(seed, start) -> Iterator[sample]``."""
+
+    @abstractmethod
+    def val_sets(self) -> dict[str, list[Any]]:
+        """Held-out sets by name."""
+
+    @abstractmethod
+    def batch(self, samples: list[Any]) -> tuple[torch.Tensor, Any]:
+        """(input tensor, targets) for a list of samples."""
+
+    @abstractmethod
+    def losses(self, out: dict[str, torch.Tensor], target: Any,
+               teacher_out: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:  # fmt: skip
+        """Named loss terms (their sum is minimized)."""
+
+    @abstractmethod
+    def evaluate(self, model: OCRModel, items: list[Any]) -> float:
+        """The primary held-out metric (higher is better)."""
+
+    def check_teacher(self, card: ModelCard) -> None:
+        if card.task != self.task:
+            raise ModelError(f"teacher is a {card.task} model, student a {self.task} model")
+
+
+class RecTask(TrainTask):
+    """CTC recognition; distillation = KL both ways between CTC posteriors + feature L2."""
+
+    task = "rec"
+
+    def __init__(self, cfg: TrainConfig, model: OCRModel, card: ModelCard) -> None:
+        super().__init__(cfg, model, card)
+        if not card.charset:
+            raise ModelError("the model's card has no charset; a recognizer needs one")
+        self.codec = CTCCodec(card.charset)
+        self.spec = RecBatchSpec(height=model.input_height or 48, max_width=cfg.max_width)
+
+    def sources(self) -> list[Any]:
+        return [SynthSource(self.codec.charset, self.cfg.synth_lang) if s == SYNTH
+                else FolderSource(s, self.codec) for s in self.cfg.train]  # fmt: skip
+
+    def val_sets(self) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        for s in self.cfg.val:
+            if s == SYNTH:
+                src = SynthSource(self.codec.charset, self.cfg.synth_lang)
+                out[SYNTH] = src.items(self.cfg.seed + VAL_SEED, self.cfg.val_count)
+            else:
+                folder = FolderSource(s, self.codec)
+                out[folder.name] = folder.items()
+        return out
+
+    def batch(self, samples: list[Any]) -> tuple[torch.Tensor, Any]:
+        x, _ = collate([im for im, _ in samples], self.spec)
+        return x, [self.codec.encode(t) for _, t in samples]
+
+    def check_teacher(self, card: ModelCard) -> None:
+        super().check_teacher(card)
+        if card.charset != self.card.charset:
+            raise ModelError("teacher and student must share the charset")
+
+    def losses(self, out, target, teacher_out):  # type: ignore[no-untyped-def]
+        d = self.cfg.distill
+        terms = {"ctc": ctc_loss(out["logits"], target)}
+        if teacher_out is None or d is None:
+            return terms
+        terms["ctc"] = terms["ctc"] * d.ctc_weight
+        if d.kl_weight:
+            terms["kl"] = d.kl_weight * symmetric_kl(
+                out["logits"], teacher_out["logits"], d.temperature
+            )
+        if d.feature_weight and out["features"].shape == teacher_out["features"].shape:
+            terms["feature"] = d.feature_weight * feature_l2(
+                out["features"], teacher_out["features"]
+            )
+        return terms
+
+    def evaluate(self, model: OCRModel, items: list[Any]) -> float:
+        from xcompress.train.loop import evaluate_lines
+
+        return evaluate_lines(model, self.codec, items, self.spec)["line_accuracy"]
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+class SynthDetSource:
+    """Synthetic detection scenes from :mod:`xcompress.data.synth`, streamed on the fly."""
+
+    def __init__(self, lang: str = "en") -> None:
+        from xcompress.data.synth import SynthConfig, TextPicker
+        from xcompress.data.synth.generator import _fonts
+
+        self.cfg = SynthConfig(task="det", count=1, lang=lang)
+        self.picker = TextPicker(_fonts(self.cfg), lang, None)
+
+    def sample(self, seed: int, index: int) -> tuple[np.ndarray, list[np.ndarray], list[bool]]:
+        from xcompress.data.synth import make_det_scene
+
+        scene = make_det_scene(np.random.default_rng([seed, 2, index]), self.picker, self.cfg)
+        img = cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR)
+        return img, [b.array for b in scene.boxes], [b.ignore for b in scene.boxes]
+
+    def items(self, seed: int, count: int) -> list[Any]:
+        return [self.sample(seed, i) for i in range(count)]
+
+    def stream(self, seed: int, start: int = 0) -> Iterator[Any]:
+        i = start
+        while True:
+            yield self.sample(seed, i)
+            i += 1
+
+
+class FolderDetSource:
+    """A PaddleOCR-format detection set (``label.txt`` with JSON boxes)."""
+
+    def __init__(self, path: str) -> None:
+        from xcompress.data.labels import load_dataset
+
+        ds = load_dataset(path, "det")
+        self.name = ds.name or str(path)
+        self.samples = list(ds.samples)
+        if not self.samples:
+            raise DataError(f"{path} has no detection samples")
+
+    def _load(self, s: Any) -> Any:
+        from xcompress.data.labels import read_image
+
+        return read_image(s.image), [b.array for b in s.boxes], [b.ignore for b in s.boxes]
+
+    def items(self) -> list[Any]:
+        return [self._load(s) for s in self.samples]
+
+    def stream(self, seed: int, start: int = 0) -> Iterator[Any]:
+        n, i = len(self.samples), start
+        while True:
+            epoch, k = divmod(i, n)
+            yield self._load(
+                self.samples[int(np.random.default_rng([seed, epoch]).permutation(n)[k])]
+            )
+            i += 1
+
+
+_DET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+_DET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def fit_square(
+    img: np.ndarray, polys: list[np.ndarray], size: int
+) -> tuple[np.ndarray, list[np.ndarray], tuple[int, int]]:
+    """Resize so the image fits in ``size``×``size`` (ratio kept), pad; scale the polygons."""
+    h, w = img.shape[:2]
+    s = size / max(h, w)
+    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    canvas = np.zeros((size, size, 3), np.uint8)
+    canvas[:nh, :nw] = cv2.resize(img, (nw, nh))
+    return canvas, [p * np.float32([nw / w, nh / h]) for p in polys], (nh, nw)
+
+
+class DetTask(TrainTask):
+    """DB detection; distillation = BCE + dice between student and teacher shrink maps."""
+
+    task = "det"
+
+    def __init__(self, cfg: TrainConfig, model: OCRModel, card: ModelCard) -> None:
+        super().__init__(cfg, model, card)
+        if cfg.det_size % 32:
+            raise DataError(f"--det-size must be a multiple of 32, got {cfg.det_size}")
+
+    def sources(self) -> list[Any]:
+        return [SynthDetSource(self.cfg.synth_lang) if s == SYNTH else FolderDetSource(s)
+                for s in self.cfg.train]  # fmt: skip
+
+    def val_sets(self) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        for s in self.cfg.val:
+            if s == SYNTH:
+                src = SynthDetSource(self.cfg.synth_lang)
+                out[SYNTH] = src.items(self.cfg.seed + VAL_SEED, self.cfg.val_count)
+            else:
+                folder = FolderDetSource(s)
+                out[folder.name] = folder.items()
+        return out
+
+    def _norm(self, img: np.ndarray) -> np.ndarray:
+        return ((img.astype(np.float32) / 255.0 - _DET_MEAN) / _DET_STD).transpose(2, 0, 1)
+
+    def batch(self, samples: list[Any]) -> tuple[torch.Tensor, Any]:
+        from xcompress.train.db_targets import db_targets
+
+        size = self.cfg.det_size
+        xs, maps = [], []
+        for img, polys, ignore in samples:
+            canvas, scaled, _ = fit_square(img, polys, size)
+            xs.append(self._norm(canvas))
+            maps.append(db_targets(scaled, ignore, size, size))
+        target = {k: torch.from_numpy(np.stack([m[k] for m in maps]))[:, None] for k in maps[0]}
+        return torch.from_numpy(np.stack(xs)), target
+
+    def losses(self, out, target, teacher_out):  # type: ignore[no-untyped-def]
+        d = self.cfg.distill
+        terms = {"db": db_loss(out, target)}
+        if teacher_out is not None and d is not None and d.map_weight:
+            terms["db"] = terms["db"] * d.ctc_weight
+            terms["map"] = d.map_weight * prob_map_distill(out["shrink"], teacher_out["shrink"])
+        return terms
+
+    @torch.no_grad()
+    def evaluate(self, model: OCRModel, items: list[Any]) -> float:
+        """Hmean at IoU 0.5 of DB boxes (PaddleOCR's post-processing) on the held-out set."""
+        from xcompress.card import default_postprocess
+        from xcompress.data.labels import TextBox
+        from xcompress.ocr.metrics import det_metrics
+        from xcompress.ocr.postprocess import DBPostProcess
+
+        was = model.training
+        model.eval()
+        post = DBPostProcess(default_postprocess("det"))
+        preds, gts = [], []
+        for img, polys, ignore in items:
+            canvas, scaled, (nh, nw) = fit_square(img, polys, self.cfg.det_size)
+            prob = model(torch.from_numpy(self._norm(canvas))[None]).numpy()[:, :, :nh, :nw]
+            boxes, _ = post(prob, [(nh, nw, 1.0, 1.0)])
+            preds.append(boxes[0])
+            gts.append([TextBox(points=p, ignore=i) for p, i in zip(scaled, ignore, strict=True)])
+        model.train(was)
+        return det_metrics(preds, gts).hmean
+
+
+TASKS: dict[str, type[TrainTask]] = {t.task: t for t in (RecTask, DetTask)}
