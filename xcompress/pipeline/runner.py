@@ -117,6 +117,7 @@ def run_recipe(recipe: Recipe, out_dir: str | Path) -> RunSummary:
     Returns:
         :class:`RunSummary` with the table rows and the report written to ``report.json``.
     """
+    from xcompress.data import load_dataset
     from xcompress.eval import EvalConfig, evaluate
     from xcompress.profile import ProfileConfig, get_profiler
     from xcompress.profile.run import default_shape
@@ -138,15 +139,12 @@ def run_recipe(recipe: Recipe, out_dir: str | Path) -> RunSummary:
     profiler = get_profiler(rep.target)
     ecfg = EvalConfig(threads=rep.threads, progress=False)
     rows: list[Row] = []
-    eval_reports: dict[str, Any] = {}
     runtime = "?"
     for label, art in chain:
         metrics = {}
         for ds in rep.eval:
             _say(f"evaluating {label} on '{ds}'")
-            er = evaluate(art, data[ds], ecfg)
-            metrics[ds] = _metrics_of(er)
-            eval_reports.setdefault(ds, er)
+            metrics[ds] = _metrics_of(evaluate(art, data[ds], ecfg))
         latency = None
         if art is not original:
             _say(f"timing {label} against the original, alternating, {rep.runs} runs each")
@@ -166,8 +164,7 @@ def run_recipe(recipe: Recipe, out_dir: str | Path) -> RunSummary:
         "recipe": recipe.model_dump(mode="json"),
         "model": {"name": original.card.name, "path": str(original.path),
                   "sha256": original.card.sha256, "task": original.task},
-        "data": {name: {"path": str(p), "samples": eval_reports[name].n_samples
-                        if name in eval_reports else None,
+        "data": {name: {"path": str(p), "samples": len(load_dataset(p)),
                         "source": "synthetic (xcompress data synth)" if recipe.data[name].synth
                         else "user"} for name, p in data.items()},
         "shape": list(shape),
