@@ -191,17 +191,22 @@ def _fmt_metric(name: str, v: float) -> str:
     return f"{100 * v:.2f}%" if name.startswith("cer") else f"{v:.4f}"
 
 
+_SHORT = {"line_accuracy_nospace": "line acc*", "cer_nospace": "CER*", "cer": "CER",
+          "precision": "P", "recall": "R", "hmean": "Hmean", "accuracy": "acc"}
+
+
 def _columns(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(data set, metric, header) for the metrics shown, chosen by task."""
     shown = {"rec": ("line_accuracy_nospace", "cer_nospace", "cer"),
              "det": ("precision", "recall", "hmean"), "cls": ("accuracy",)}[report["model"]["task"]]
     sets = list(report["rows"][0]["metrics"])
-    return [(ds, m, f"{ds}: {m}") for ds in sets for m in shown]
+    prefix = len(sets) > 1
+    return [(ds, m, f"{ds} {_SHORT[m]}" if prefix else _SHORT[m]) for ds in sets for m in shown]
 
 
 def _table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     cols = _columns(report)
-    header = ["artifact", "size MB", *[c[2] for c in cols], "median ms", "p90 ms", "speed-up"]
+    header = ["artifact", "MB", *[c[2] for c in cols], "median ms", "p90 ms", "speed-up"]
     body = []
     for r in report["rows"]:
         lat = r["latency"] or {}
@@ -220,7 +225,9 @@ def _context_lines(report: dict[str, Any]) -> list[str]:
     m = report["machine"]
     data = "; ".join(f"{n}: {d['samples']} samples from {d['path']} ({d['source']})"
                      for n, d in report["data"].items())
+    evals = ", ".join(report["recipe"]["report"]["eval"]) or "none"
     return [
+        f"metrics on: {evals}; * = ignoring spaces (PaddleOCR's default)",
         f"model: {report['model']['name']} ({report['model']['task']}, sha256 "
         f"{(report['model']['sha256'] or '?')[:12]})",
         f"data: {data}",
@@ -249,7 +256,7 @@ def print_table(report: dict[str, Any]) -> None:
     header, body = _table_rows(report)
     table = Table(title=f"{report['recipe']['name']}: before / after")
     for h in header:
-        table.add_column(h, justify="left" if h == "artifact" else "right")
+        table.add_column(h, justify="left" if h == "artifact" else "right", no_wrap=True)
     for row in body:
         table.add_row(*row)
     console = Console()
