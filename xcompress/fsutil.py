@@ -91,3 +91,19 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write text atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def error_line(output: str, prefixes: tuple[str, ...] = ("ERROR",), last: bool = False) -> str:
+    r"""The line of a failed command's output worth quoting in a one-line error.
+
+    The first (or ``last``) line starting with one of ``prefixes``; else the first non-empty
+    line; else ``"no output"``.
+
+    Example:
+        >>> error_line("Looking in indexes\nERROR: a\nERROR: b\n", last=True)
+        'ERROR: b'
+    """
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    errs = [ln for ln in lines if ln.startswith(prefixes)] or lines or ["no output"]
+    return errs[-1] if last else errs[0]
+

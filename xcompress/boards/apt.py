@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xcompress.errors import MissingDependencyError, XCompressError
+from xcompress.fsutil import error_line
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +203,8 @@ class PrivateApt:
         except subprocess.TimeoutExpired as e:
             raise XCompressError(f"apt-get {args[0]} timed out after {APT_TIMEOUT_S} s") from e
         if proc.returncode != 0:
-            lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-            errs = [ln for ln in lines if ln.startswith(("E:", "W:"))] or lines or ["no output"]
+            err = error_line(proc.stderr + proc.stdout, ("E:", "W:"))
             raise XCompressError(
-                f"apt-get {' '.join(args[:2])} failed ({errs[0]}); check the network and the "
+                f"apt-get {' '.join(args[:2])} failed ({err}); check the network and the "
                 f"Debian mirrors in /etc/apt/sources.list*"
             )

@@ -41,7 +41,7 @@ from xcompress.boards.apt import PrivateApt, require_tool
 from xcompress.boards.plugin import PLUGIN_NAME, ensure_plugin, plugin_dir, plugin_is_current
 from xcompress.boards.qemu import Qemu, cpu_facts, find_qemu
 from xcompress.errors import XCompressError
-from xcompress.fsutil import atomic_dir, atomic_path, write_json
+from xcompress.fsutil import atomic_dir, atomic_path, error_line, write_json
 
 log = logging.getLogger(__name__)
 
@@ -254,9 +254,8 @@ def _pip_install(spec: EmuBoardSpec, target: Path) -> None:
             f"pip install of the board's wheels timed out ({PIP_TIMEOUT_S} s)"
         ) from e
     if proc.returncode != 0:
-        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-        errs = [ln for ln in lines if ln.startswith("ERROR")] or lines or ["no output"]
         raise XCompressError(
-            f"pip could not get aarch64 wheels of {', '.join(spec.wheels)} ({errs[0]}); "
+            f"pip could not get aarch64 wheels of {', '.join(spec.wheels)} "
+            f"({error_line(proc.stderr or proc.stdout)}); "
             f"check the network and the package index"
         )

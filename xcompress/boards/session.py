@@ -131,6 +131,10 @@ class RunnerSession:
             self._raise_dead()
         return self._read(timeout_s or self.request_timeout_s)
 
+    def time(self, n: int) -> list[float]:
+        """Run the loaded model ``n`` times back to back on the board; each run's ms."""
+        return [float(t) for t in self.request({"op": "time", "n": n})["times_ms"]]
+
     def close(self) -> None:
         """Ask the runner to quit; kill it if it does not within a few seconds."""
         if self.proc.poll() is None:

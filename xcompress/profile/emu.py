@@ -187,8 +187,7 @@ class QemuProfiler(Profiler):
         )
 
     def time_round(self, loaded: Loaded, n: int) -> list[float]:
-        state: _EmuState = loaded.state
-        return [float(t) for t in state.session.request({"op": "time", "n": n})["times_ms"]]
+        return loaded.state.session.time(n)
 
     def close(self, loaded: Loaded) -> None:
         state: _EmuState = loaded.state

