@@ -78,9 +78,9 @@ def _tiny_two_conv():
 
 def test_keep_float_restores_float_numerics():
     pytest.importorskip("onnxruntime")
-    from xcompress.quantize.api import _MemoryRunner
     from xcompress.quantize.calibrate import compute_ranges
     from xcompress.quantize.qdq import gather_stats, keep_float, layer_groups, quantize_qdq
+    from xcompress.runtime.ort import OrtRunner
 
     m = _tiny_two_conv()
     inputs = [RNG.standard_normal((1, 3, 8, w)).astype(np.float32) for w in (12, 20, 7)]
@@ -89,15 +89,15 @@ def test_keep_float_restores_float_numerics():
     groups = layer_groups(m, ops)
     assert groups == {"conv1": ["conv1", "relu1"], "conv2": ["conv2"]}
     x = inputs[1]
-    ref = _MemoryRunner(m, 1).run(x)
-    err_q = np.abs(_MemoryRunner(q, 1).run(x) - ref).max()
+    ref = OrtRunner(m, threads=1).run(x)
+    err_q = np.abs(OrtRunner(q, threads=1).run(x) - ref).max()
     # nothing quantized, float weights back: the float model's outputs exactly
     allf = keep_float(q, m, [], float_weights=True)
-    assert np.abs(_MemoryRunner(allf, 1).run(x) - ref).max() < 1e-5
+    assert np.abs(OrtRunner(allf, threads=1).run(x) - ref).max() < 1e-5
     assert "QuantizeLinear" not in {n.op_type for n in allf.graph.node}
     # only conv2 int8: closer to float than all-int8, but not equal
     half = keep_float(q, m, groups["conv2"], float_weights=True)
-    err_half = np.abs(_MemoryRunner(half, 1).run(x) - ref).max()
+    err_half = np.abs(OrtRunner(half, threads=1).run(x) - ref).max()
     assert 0 < err_half <= err_q
     # default: float layers keep their int8 weights (file stays small)
     small = keep_float(q, m, [])

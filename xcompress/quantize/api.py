@@ -50,7 +50,7 @@ from xcompress.quantize.qdq import (
 from xcompress.quantize.report import render_markdown
 from xcompress.quantize.rewrites import apply_rewrites, get_rewrite, upgrade_opset
 from xcompress.quantize.signals import Signal, get_signal
-from xcompress.runtime import Runner
+from xcompress.runtime.ort import OrtRunner
 
 MODEL_FILE = "model.int8.onnx"
 #: largest max-abs output change accepted from an opset upgrade or a graph rewrite
@@ -91,35 +91,6 @@ class _Log:
     @property
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
-
-
-class _MemoryRunner(Runner):
-    """An onnxruntime session on an in-memory model (the shared evaluators take a Runner)."""
-
-    def __init__(self, model: onnx.ModelProto, threads: int | None) -> None:
-        import onnxruntime as ort
-
-        from xcompress.runtime.ort import make_session_options
-
-        self.path = Path("<memory>")
-        self.session = ort.InferenceSession(
-            model.SerializeToString(), make_session_options(threads),
-            providers=["CPUExecutionProvider"],
-        )
-        self._in = self.session.get_inputs()[0].name
-        self._out = self.session.get_outputs()[0].name
-
-    @property
-    def input_name(self) -> str:
-        return self._in
-
-    @property
-    def output_name(self) -> str:
-        return self._out
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        out = self.session.run([self._out], {self._in: np.ascontiguousarray(batch, np.float32)})
-        return np.asarray(out[0], np.float32)
 
 
 # --- checks ----------------------------------------------------------------------------------
@@ -174,7 +145,7 @@ def _io_signature(model: onnx.ModelProto) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def _max_diff(a: onnx.ModelProto, b: onnx.ModelProto, inputs: Sequence[np.ndarray]) -> float:
-    ra, rb = _MemoryRunner(a, None), _MemoryRunner(b, None)
+    ra, rb = OrtRunner(a), OrtRunner(b)
     return max(float(np.abs(ra.run(x) - rb.run(x)).max()) for x in inputs)
 
 
@@ -363,14 +334,14 @@ def _choose_ranges(stats, m, q_of, drop_of, select_inputs, signal: Signal, card,
     if len(cands) == 1:
         meth, pct = cands[0]
         return compute_ranges(stats, meth, percentile=pct), cands[0], {}
-    ref_runner = _MemoryRunner(m, cfg.threads)
+    ref_runner = OrtRunner(m, threads=cfg.threads)
     ref = [ref_runner.run(x) for x in select_inputs]
     scores: dict[str, float] = {}
     best = None
     for meth, pct in cands:
         ranges = compute_ranges(stats, meth, percentile=pct)
         q = q_of(ranges)
-        runner = _MemoryRunner(q, cfg.threads)
+        runner = OrtRunner(q, threads=cfg.threads)
         dis = signal.disagreement(ref, [runner.run(x) for x in select_inputs], card)
         drop = drop_of(q)[0]
         label = meth if meth != "percentile" else f"percentile {pct:g}"
@@ -399,7 +370,7 @@ def _run(cfg, art, orig, upgraded, upgrade_diff, signal: Signal, calib, calib_in
     onnx.save(orig, orig_path)
 
     def metrics_of(model: onnx.ModelProto) -> dict[str, dict[str, float]]:
-        runner = _MemoryRunner(model, cfg.threads)
+        runner = OrtRunner(model, threads=cfg.threads)
         return {name: evaluator.evaluate(runner, card, s, 1, lambda n: None).metrics
                 for name, s in budget_sets.items()}
 
@@ -603,13 +574,13 @@ def _postprocess(q: onnx.ModelProto, orig: onnx.ModelProto, counts: dict | None 
 def _sensitivity(q_full, m, groups, probe_inputs, signal: Signal, card, cfg, log: _Log
                  ) -> dict[str, float]:
     """Per layer: the signal when only that layer is int8 (everything else float)."""
-    ref_runner = _MemoryRunner(m, cfg.threads)
+    ref_runner = OrtRunner(m, threads=cfg.threads)
     ref = [ref_runner.run(x) for x in probe_inputs]
     out: dict[str, float] = {}
     t0 = time.perf_counter()
     for i, (g, nodes) in enumerate(groups.items()):
         model = keep_float(q_full, m, nodes, cfg.float_weights)
-        runner = _MemoryRunner(model, cfg.threads)
+        runner = OrtRunner(model, threads=cfg.threads)
         out[g] = signal.disagreement(ref, [runner.run(x) for x in probe_inputs], card)
         if (i + 1) % 10 == 0 or i + 1 == len(groups):
             log(f"  sensitivity {i + 1}/{len(groups)} layers "

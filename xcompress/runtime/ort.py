@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xcompress.errors import ModelError
 from xcompress.runtime import Runner, register_runner
+
+if TYPE_CHECKING:
+    from onnx import ModelProto
 
 
 def make_session_options(threads: int | None):
@@ -26,14 +30,18 @@ def make_session_options(threads: int | None):
 class OrtRunner(Runner):
     """An onnxruntime CPU session."""
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path | ModelProto, threads: int | None = None) -> None:
+        """Open a model file, or an in-memory ``onnx.ModelProto`` (e.g. a candidate being tuned)."""
         import onnxruntime as ort
 
-        self.path = Path(path)
+        if isinstance(path, (str, Path)):
+            self.path, source = Path(path), str(path)
+        else:
+            self.path, source = Path("<memory>"), path.SerializeToString()
         self.threads = threads
         try:
             self.session = ort.InferenceSession(
-                str(self.path), make_session_options(threads), providers=["CPUExecutionProvider"]
+                source, make_session_options(threads), providers=["CPUExecutionProvider"]
             )
         except Exception as e:  # onnxruntime raises its own exception types for bad files
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
