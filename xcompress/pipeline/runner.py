@@ -42,6 +42,11 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _done(record: Path, key: str) -> bool:
+    """True if an earlier run finished this piece of work with the same inputs (``key``)."""
+    return record.is_file() and json.loads(record.read_text()).get("key") == key
+
+
 def _say(msg: str) -> None:
     from rich.console import Console
 
@@ -60,7 +65,7 @@ def _make_data(name: str, spec: DataSpec, art: Artifact, out_dir: Path) -> Path:
     folder = out_dir / "data" / name
     key = _hash({"synth": spec.synth.model_dump(), "charset": _hash(art.card.charset)})
     record = folder / "recipe-data.json"
-    if record.is_file() and json.loads(record.read_text()).get("key") == key:
+    if _done(record, key):
         return folder  # made by an earlier run of this recipe
     from xcompress.data.synth import SynthConfig, generate
 
@@ -90,7 +95,7 @@ def _run_step(recipe: Recipe, index: int, parent: Artifact, data: dict[str, Path
          "data": {r: str(data[d]) for r, d in spec.data.items()}}
     )
     record = folder / STEP_RECORD
-    if record.is_file() and json.loads(record.read_text()).get("key") == key:
+    if _done(record, key):
         _say(f"step {spec.folder}: already done with this config, reusing {folder}")
         return resolve_model(folder)
     _say(f"step {spec.folder} ({spec.step}) ...")
