@@ -89,3 +89,47 @@ def test_gather_stats_on_lines_of_different_widths():
     assert stats["x"].count == sum(x.size for x in inputs)
     assert stats["y"].min == 0.0
     assert stats["x"].max == pytest.approx(max(x.max() for x in inputs))
+
+
+def _softmax_head():
+    """x -> MatMul(w) -> Add(bias) -> Flatten -> Softmax, plus an unrelated Relu branch."""
+    import onnx
+
+    rng = np.random.default_rng(3)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["mm"], name="mm"),
+        helper.make_node("Add", ["mm", "bias"], ["logits"], name="add"),
+        helper.make_node("Flatten", ["logits"], ["flat"], name="flat"),
+        helper.make_node("Softmax", ["flat"], ["probs"], name="sm"),
+        helper.make_node("Relu", ["x"], ["side"], name="relu"),
+    ]
+    g = helper.make_graph(
+        nodes, "head",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [4, 5]),
+         helper.make_tensor_value_info("side", TensorProto.FLOAT, [4, 8])],
+        [numpy_helper.from_array(rng.standard_normal((8, 5)).astype(np.float32), "w"),
+         numpy_helper.from_array(rng.standard_normal(5).astype(np.float32), "bias")],
+    )
+    return helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", 17)])
+
+
+def test_softmax_logits_walks_back_to_the_weight_layer():
+    from xcompress.quantize.qdq import softmax_logits
+
+    assert softmax_logits(_softmax_head()) == ["flat", "logits", "mm"]
+
+
+def test_logits_keep_their_maximum_under_percentile_ranges():
+    from xcompress.quantize.api import _ranges
+
+    stats = {}
+    for name in ("mm", "side"):
+        st = TensorStats()
+        v = RNG.standard_normal(200_000).astype(np.float32)
+        v[:3] = 40.0  # the winning logits: rare, but the ones that decide the output
+        st.update(v)
+        stats[name] = st
+    ranges = _ranges(stats, "percentile", 99.99, ["flat", "logits", "mm"])
+    assert ranges["mm"][1] == pytest.approx(40.0)  # logits: min-max
+    assert ranges["side"][1] < 6.0  # everything else: clipped as asked

@@ -46,6 +46,7 @@ from xcompress.quantize.qdq import (
     keep_float,
     layer_groups,
     quantize_qdq,
+    softmax_logits,
 )
 from xcompress.quantize.report import render_markdown
 from xcompress.quantize.rewrites import apply_rewrites, get_rewrite, upgrade_opset
@@ -320,26 +321,38 @@ def _method_candidates(cfg: QuantizeConfig) -> list[tuple[str, float]]:
             (c.partition(":") for c in cfg.auto_methods)]
 
 
+def _ranges(stats, method: str, pct: float, logits: Sequence[str]) -> dict:
+    """Ranges by ``method``; a Softmax head's logits always get min-max (see
+    :func:`xcompress.quantize.qdq.softmax_logits`)."""
+    ranges = compute_ranges(stats, method, percentile=pct)
+    if method != "minmax":
+        exact = compute_ranges({t: stats[t] for t in logits if t in stats}, "minmax")
+        ranges.update(exact)
+    return ranges
+
+
 def _choose_ranges(stats, m, q_of, drop_of, select_inputs, signal: Signal, card, cfg, log,
                    name):
     """Ranges of the candidate method whose all-int8 model loses least on the budget sets.
 
-    Score: the budget metric's drop (what the budget is checked on), ties broken by the
-    task's OCR-aware disagreement with the float model on held-out inputs. Measured on
-    PP-OCRv4 rec: which method wins changes with the calibration data (min-max, percentile
-    99.999 and 99.9999 each won on some split, by up to 2 CER points), so it is chosen per
-    run rather than fixed.
+    Score: the budget metric's drop (what the budget is checked on), and among candidates
+    within the budget the task's OCR-aware disagreement with the float model on held-out
+    inputs. Measured on PP-OCRv4 rec (all layers int8, logits at min-max): the CER change
+    on three held-out sets was min-max +1.6 / -0.3 / +0.8 pt, percentile 99.999 +3.6 / +4.4
+    / +2.1, 99.99 0.0 / -0.4 / +0.1, 99.9 +0.6 / +2.3 / +2.1: not monotonic in the
+    percentile, and different per data set, so it is chosen per run rather than fixed.
     """
     cands = _method_candidates(cfg)
+    logits = softmax_logits(m)
     if len(cands) == 1:
         meth, pct = cands[0]
-        return compute_ranges(stats, meth, percentile=pct), cands[0], {}
+        return _ranges(stats, meth, pct, logits), cands[0], {}
     ref_runner = OrtRunner(m, threads=cfg.threads)
     ref = [ref_runner.run(x) for x in select_inputs]
     scores: dict[str, float] = {}
     best = None
     for meth, pct in cands:
-        ranges = compute_ranges(stats, meth, percentile=pct)
+        ranges = _ranges(stats, meth, pct, logits)
         q = q_of(ranges)
         runner = OrtRunner(q, threads=cfg.threads)
         dis = signal.disagreement(ref, [runner.run(x) for x in select_inputs], card)
@@ -348,7 +361,10 @@ def _choose_ranges(stats, m, q_of, drop_of, select_inputs, signal: Signal, card,
         scores[label] = drop
         log(f"{name}: {label}: {signal.metric} drop {drop * 100:.2f} pt, disagreement with "
             f"float {dis:.4f}")
-        key = (round(drop, 6), dis)
+        # the budget first, then agreement with float: on a few hundred lines, drops below
+        # the budget differ by a few characters (noise), the disagreement is measured per
+        # character against the float model's own output
+        key = (max(round(drop, 6), cfg.max_drop), dis)
         if best is None or key < best[0]:
             best = (key, ranges, (meth, pct))
     assert best is not None

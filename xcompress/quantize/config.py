@@ -53,7 +53,10 @@ class QuantizeConfig(BaseModel):
 
     version: int = CONFIG_VERSION
     method: str = "auto"
-    auto_methods: tuple[str, ...] = ("minmax", "percentile:99.9999", "percentile:99.999")
+    auto_methods: tuple[str, ...] = (
+        "minmax", "percentile:99.999", "percentile:99.995", "percentile:99.99",
+        "percentile:99.98",
+    )
     percentile: float = Field(default=99.999, gt=50.0, le=100.0)
     per_channel: bool = True
     max_drop: float = Field(default=0.005, ge=0.0, le=1.0)
