@@ -384,3 +384,37 @@ def test_int8_transposed_conv_loads_in_litert(tmp_path):
         ref = module(torch.from_numpy(x)).numpy()
     out = open_runner(art.path).run(x)
     assert out.shape == ref.shape and float(np.abs(out - ref).max()) < 0.05
+
+
+def test_calibration_keeps_smoothed_and_exact_ranges():
+    from ai_edge_quantizer.utils import qsv_utils
+
+    from xcompress.export.tflite import _pick_range, _smoothed_and_exact
+
+    samples = [{"min": np.array(-1.0), "max": np.array(m)} for m in (2.0, 9.0, 3.0, 2.5)]
+    mine, theirs = dict(samples[0]), {}  # the calibrator stores a first sample as is
+    for s in samples[1:]:
+        mine = _smoothed_and_exact(mine, s)
+    for s in samples:
+        theirs = qsv_utils.moving_average_update(theirs, s)
+    smoothed, exact = _pick_range(mine, False), _pick_range(mine, True)
+    # the smoothed range is exactly ai-edge-quantizer's own; the exact one keeps the outlier
+    assert float(smoothed["max"]) == pytest.approx(float(theirs["max"]))
+    assert float(exact["max"]) == 9.0 and float(exact["min"]) == -1.0
+    assert float(smoothed["max"]) < 9.0
+
+
+def test_exact_range_patterns_select_the_svtr_neck_only():
+    import re
+
+    from xcompress.export.tflite import exact_range_patterns
+    from xcompress.models.rec import PPOCRv4Rec
+
+    pats = [re.compile(p) for p in exact_range_patterns(PPOCRv4Rec)]
+    neck = ("xcompress.models.rec.PPOCRv4Rec/xcompress.models.rec.SVTRNeck_neck/"
+            "torch.nn.modules.linear.Linear_fc1;9")
+    backbone = ("xcompress.models.rec.PPOCRv4Rec/xcompress.models.lcnetv3.LCNetV3_backbone/"
+                "xcompress.models.layers.RepConv_dw;3")
+    assert any(p.search(neck) for p in pats)
+    assert not any(p.search(backbone) for p in pats)
+    assert exact_range_patterns(TinyRec()) == ()

@@ -78,6 +78,11 @@ def export_command(
         list[str] | None,
         typer.Option("--keep-float", help="tflite int8: regex of layers left float; repeatable."),
     ] = None,
+    exact_range: Annotated[
+        list[str] | None,
+        typer.Option("--exact-range", help="tflite int8: regex of tensors ranged by exact "
+                     "min/max (default: the model's own choice); repeatable."),
+    ] = None,
     threads: Annotated[int | None, typer.Option("--threads", min=1)] = None,
 ) -> None:
     """Export a checkpoint to ONNX, or any model to TFLite (float or int8).
@@ -92,7 +97,8 @@ def export_command(
     options: dict = {"opset": opset} if to == "onnx" else {
         "int8": int8, "io_dtype": io, "calib": str(calib) if calib else None,
         "calib_limit": calib_limit, "eval": str(eval_data) if eval_data else None,
-        "float_ops": tuple(keep_float or ()), "threads": threads}  # fmt: skip
+        "float_ops": tuple(keep_float or ()), "threads": threads,
+        "exact_ranges": tuple(exact_range) if exact_range else None}  # fmt: skip
     if widths:
         try:
             options["widths"] = tuple(int(w) for w in widths.split(",") if w.strip())

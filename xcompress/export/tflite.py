@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Sequence
@@ -66,9 +67,12 @@ class TFLiteExportConfig(ExportConfig):
             samples of ``calib`` after the first ``calib_limit`` (when there are any).
         eval_limit: evaluate only this many samples.
         float_ops: int8 only: regexes of op names (torch module paths) to leave in float --
-            mixed precision, for accuracy; empty (default) = full-integer int8. For
-            PP-OCRv4 rec, ``(".*LearnableAffine.*",)`` cuts the int8 CER loss by about a
-            third (README).
+            mixed precision, for accuracy; empty (default) = full-integer int8. Example:
+            ``(".*LearnableAffine.*",)`` keeps PP-LCNetV3's remaining affines float.
+        exact_ranges: int8 only: regexes of tensor names (torch module paths) whose
+            activation ranges are the exact min/max over the calibration data; all others
+            use ai-edge-quantizer's smoothed (moving-average) min/max. None: the source
+            model's ``exact_range_modules`` (PP-OCRv4 rec: its SVTR neck).
         widths: recognizer width buckets (height 48); lines wider than the largest are
             squeezed into it at run time.
         det_sizes: detector (H, W) buckets, multiples of 32; larger pages are scaled down.
@@ -85,6 +89,7 @@ class TFLiteExportConfig(ExportConfig):
     widths: tuple[int, ...] = (320, 480, 640, 960, 1280)
     det_sizes: tuple[tuple[int, int], ...] = ((640, 640), (960, 960))
     float_ops: tuple[str, ...] = ()
+    exact_ranges: tuple[str, ...] | None = None
     threads: int | None = Field(None, ge=1)
     tolerance: float = Field(1e-4, gt=0)
 
@@ -157,25 +162,31 @@ def convert_float(module: Any, shapes: dict[str, tuple[int, ...]]) -> bytes:
 
 
 def quantize_int8(
-    float_bytes: bytes, calib: dict[str, list[np.ndarray]], float_ops: Sequence[str] = ()
+    float_bytes: bytes,
+    calib: dict[str, list[np.ndarray]],
+    float_ops: Sequence[str] = (),
+    exact_ranges: Sequence[str] = (),
 ) -> bytes:
     """Static int8 (``static_wi8_ai8``: per-channel int8 weights, int8 activations).
 
-    Activation ranges are min/max per tensor, averaged over the calibration samples
-    (ai-edge-quantizer's moving average), per signature.
+    Activation ranges are ai-edge-quantizer's moving average of per-sample min/max (smoothed:
+    one odd calibration line does not stretch a range), except for tensors matching
+    ``exact_ranges``, which get the exact min/max over all samples. Both come from one
+    calibration pass, per signature.
 
     Args:
         float_bytes: the float model from :func:`convert_float`.
         calib: signature key -> list of float32 inputs of that signature's shape.
         float_ops: regexes of op output-tensor names (the torch module path, e.g.
             ``.*LearnableAffine.*``) left in float; empty = full-integer int8.
+        exact_ranges: regexes of tensor names ranged by their exact min/max.
 
     Returns:
         The int8 model; its inputs / outputs are int8 (see :func:`float_io`).
     """
     _require("ai_edge_quantizer")
     from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_quantizer import qtyping, quantizer, recipe_manager
+    from ai_edge_quantizer import calibrator, qtyping, quantizer, recipe_manager
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
     interp = Interpreter(model_content=float_bytes)
@@ -189,8 +200,41 @@ def quantize_int8(
         rm.add_quantization_config(regex, every_op, algorithm_key=AlgorithmName.NO_QUANTIZE)
     q = quantizer.Quantizer(bytearray(float_bytes), rm.get_quantization_recipe())
     logging.getLogger("absl").setLevel(logging.ERROR)
-    result = q.calibrate(data, num_threads=max(1, os.cpu_count() or 1))
-    return fix_quant_dims(bytes(q.quantize(result, enable_progress_report=False).quantized_model))
+    cal = calibrator.Calibrator(float_bytes, num_threads=max(1, os.cpu_count() or 1),
+                                qsv_update_func=_smoothed_and_exact)  # fmt: skip
+    cal.calibrate(data, rm)
+    exact = [re.compile(r) for r in exact_ranges]
+    qsvs = {name: _pick_range(qsv, any(r.search(name) for r in exact))
+            for name, qsv in cal.get_model_qsvs().items()}  # fmt: skip
+    return fix_quant_dims(bytes(q.quantize(qsvs, enable_progress_report=False).quantized_model))
+
+
+def _smoothed_and_exact(qsv: dict, new: dict) -> dict:
+    """ai-edge-quantizer's moving-average update, keeping the exact min/max beside it."""
+    from ai_edge_quantizer.utils import qsv_utils
+
+    if not qsv:
+        return {**new, "exact_min": new["min"], "exact_max": new["max"]}
+    out = qsv_utils.moving_average_update(qsv, new)
+    # the calibrator stores a tensor's first sample as is, without calling this function
+    out["exact_min"] = np.minimum(qsv.get("exact_min", qsv["min"]), new["min"])
+    out["exact_max"] = np.maximum(qsv.get("exact_max", qsv["max"]), new["max"])
+    return out
+
+
+def _pick_range(qsv: dict, exact: bool) -> dict:
+    if not qsv or "exact_min" not in qsv:  # one sample only: both ranges are the same
+        return qsv
+    if exact:
+        return {"min": qsv["exact_min"], "max": qsv["exact_max"]}
+    return {"min": qsv["min"], "max": qsv["max"]}
+
+
+def exact_range_patterns(module: Any) -> tuple[str, ...]:
+    """Tensor-name regexes of a module's ``exact_range_modules`` (litert-torch names tensors
+    by module path: ``pkg.mod.Class_attr/...``)."""
+    kinds = getattr(module, "exact_range_modules", ())
+    return tuple(re.escape(f"{k.__module__}.{k.__qualname__}_") for k in kinds)
 
 
 def fix_quant_dims(model_bytes: bytes) -> bytes:
@@ -396,6 +440,7 @@ class TFLiteExporter(Exporter):
     config_cls = TFLiteExportConfig
 
     def export(self, source: ModelSource, config: Any, out_dir: str | Path) -> Artifact:
+        from xcompress.models.fuse import fold_for_inference
         from xcompress.runtime.litert import LiteRTRunner
 
         config = self.make_config(config)
@@ -412,10 +457,15 @@ class TFLiteExporter(Exporter):
         eval_samples, eval_name = self._eval_samples(card, config, rest)
 
         t0 = time.perf_counter()
-        float_bytes = convert_float(source.module, shapes)
+        # BatchNorms and PP-LCNetV3's affines folded first: each separate elementwise op
+        # would be one more int8 requantization point (see xcompress.models.fuse)
+        float_bytes = convert_float(fold_for_inference(source.module), shapes)
         model_bytes = float_bytes
+        exact: tuple[str, ...] = ()
         if config.int8:
-            model_bytes = quantize_int8(float_bytes, calib, config.float_ops)
+            exact = (config.exact_ranges if config.exact_ranges is not None
+                     else exact_range_patterns(source.module))
+            model_bytes = quantize_int8(float_bytes, calib, config.float_ops, exact)
             if config.io_dtype == "float32":
                 model_bytes = float_io(model_bytes)
         convert_s = time.perf_counter() - t0
@@ -457,6 +507,7 @@ class TFLiteExporter(Exporter):
                 "parent_size_bytes": source.parent.path.stat().st_size if source.parent else None,
                 "signatures": {k: list(v) for k, v in shapes.items()},
                 "float_max_abs_diff": fdiff, "int8_max_abs_diff": qdiff,
+                "exact_ranges": list(exact) if config.int8 else None,
                 "convert_seconds": round(convert_s, 1), "config": config.model_dump(mode="json"),
             }  # fmt: skip
             if eval_samples:

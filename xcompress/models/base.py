@@ -27,6 +27,10 @@ class OCRModel(nn.Module):
     arch: ClassVar[str]
     task: ClassVar[Task]
     input_height: ClassVar[int | None] = None
+    #: submodule types whose activations an int8 converter should range by their exact
+    #: min/max over the calibration data rather than a smoothed estimate (see
+    #: :func:`xcompress.export.tflite.quantize_int8`)
+    exact_range_modules: ClassVar[tuple[type[nn.Module], ...]] = ()
 
     def __init__(self, config: ArchConfig) -> None:
         super().__init__()
