@@ -333,7 +333,8 @@ def _ranges(stats, method: str, pct: float, logits: Sequence[str]) -> dict:
 
 def _choose_ranges(stats, m, q_of, drop_of, select_inputs, signal: Signal, card, cfg, log,
                    name):
-    """Ranges of the candidate method whose all-int8 model loses least on the budget sets.
+    """Ranges of the candidate method whose all-int8 model is within the budget and closest
+    to float (none within: the one losing least).
 
     Score: the budget metric's drop (what the budget is checked on), and among candidates
     within the budget the task's OCR-aware disagreement with the float model on held-out
