@@ -102,3 +102,28 @@ def test_keep_float_restores_float_numerics():
     # default: float layers keep their int8 weights (file stays small)
     small = keep_float(q, m, [])
     assert any(t.name.endswith("_quantized") for t in small.graph.initializer)
+
+
+def test_a_layer_that_makes_it_worse_is_dropped_again():
+    # b ranks second but floating it hurts (interactions, noise); c then meets the budget
+    gain = {"a": 0.02, "b": -0.01, "c": 0.026}
+
+    def check(fl):
+        return 0.05 - sum(gain[x] for x in fl)
+
+    res = choose_float_layers({"a": 3.0, "b": 2.0, "c": 1.0}, check, 0.005, max_float=3)
+    assert res.met and res.float_layers == ["a", "c"]
+    assert [(s.float_layers, s.kept) for s in res.steps] == [
+        ((), True), (("a",), True), (("a", "b"), False), (("a", "c"), True)]
+
+
+def test_max_checks_bounds_the_work():
+    calls = []
+
+    def check(fl):
+        calls.append(fl)
+        return 0.05
+
+    res = choose_float_layers({f"l{i}": -i for i in range(20)}, check, 0.005, max_float=20,
+                              max_checks=4)
+    assert not res.met and len(calls) == 5  # all-int8 + 4 candidates

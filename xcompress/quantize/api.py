@@ -5,7 +5,8 @@ Steps (each logged with its time while it runs):
 1. resolve the model and check it is an OCR model of a supported shape;
 2. read the calibration set (or generate the built-in synthetic one); without
    ``eval_paths``, hold out a seeded half of it for the accuracy budget;
-3. upgrade the opset (per-channel QDQ needs >= 13) and check the float outputs are unchanged;
+3. upgrade the opset (per-channel QDQ needs >= 13, the fused Gelu 20) and check the float
+   outputs are unchanged;
 4. for each plan (rewrites + op types, :mod:`xcompress.quantize.plans`): rewrite the graph,
    check the float outputs again, and time a quick int8 build against the original model on
    the target; plans are then tried fastest first;
@@ -462,8 +463,10 @@ def _run(cfg, art, orig, upgraded, upgrade_diff, signal: Signal, calib, calib_in
             max_float = max(1, int(len(groups) * cfg.max_float_fraction))
             res = choose_float_layers(
                 sensitivity, check, cfg.max_drop, max_float,
-                on_step=lambda s, name=name: log(f"{name}: {len(s.float_layers)} float: drop "
-                                      f"{s.drop * 100:.2f} pt"),
+                on_step=lambda s, name=name: log(
+                    f"{name}: float {s.float_layers[-1] if s.float_layers else '-'}: drop "
+                    f"{s.drop * 100:.2f} pt" + ("" if s.kept else " (worse: dropped again)")),
+                max_checks=cfg.fallback_checks,
             )
         else:
             res = choose_float_layers({}, lambda f, d0=d0: d0, cfg.max_drop, 0)
@@ -546,8 +549,8 @@ def _run(cfg, art, orig, upgraded, upgrade_diff, signal: Signal, calib, calib_in
                  "reason": f"rank {i + 1} by {task} sensitivity; needed to meet the budget"}
                 for i, g in enumerate(res.float_layers)],
             "sensitivity": dict(sorted(sensitivity.items(), key=lambda kv: -kv[1])),
-            "fallback_steps": [{"float_layers": list(s.float_layers), "drop": s.drop}
-                               for s in res.steps],
+            "fallback_steps": [{"float_layers": list(s.float_layers), "drop": s.drop,
+                                "kept": s.kept} for s in res.steps],
         },
     }
     new_card = card.derive(
@@ -590,15 +593,26 @@ def _postprocess(q: onnx.ModelProto, orig: onnx.ModelProto, counts: dict | None 
 
 def _sensitivity(q_full, m, groups, probe_inputs, signal: Signal, card, cfg, log: _Log
                  ) -> dict[str, float]:
-    """Per layer: the signal when only that layer is int8 (everything else float)."""
+    """Per layer: how much of the all-int8 model's disagreement with float goes away when
+    only that layer computes in float (leave one out).
+
+    Measured in the all-int8 context, not with the layer alone int8: layers interact (a
+    layer's int8 input comes from its int8 neighbours), and the alone-int8 signal of PP-OCRv4
+    rec sat at one floor for most layers (its per-channel int8 weights, which every probe
+    shared), so it could not rank them.
+    """
     ref_runner = OrtRunner(m, threads=cfg.threads)
     ref = [ref_runner.run(x) for x in probe_inputs]
+    every = [n for ns in groups.values() for n in ns]
+    base_runner = OrtRunner(keep_float(q_full, m, every, cfg.float_weights), threads=cfg.threads)
+    base = signal.disagreement(ref, [base_runner.run(x) for x in probe_inputs], card)
     out: dict[str, float] = {}
     t0 = time.perf_counter()
-    for i, (g, nodes) in enumerate(groups.items()):
-        model = keep_float(q_full, m, nodes, cfg.float_weights)
+    for i, g in enumerate(groups):
+        model = keep_float(q_full, m, [n for h, ns in groups.items() if h != g for n in ns],
+                           cfg.float_weights)
         runner = OrtRunner(model, threads=cfg.threads)
-        out[g] = signal.disagreement(ref, [runner.run(x) for x in probe_inputs], card)
+        out[g] = base - signal.disagreement(ref, [runner.run(x) for x in probe_inputs], card)
         if (i + 1) % 10 == 0 or i + 1 == len(groups):
             log(f"  sensitivity {i + 1}/{len(groups)} layers "
                 f"({time.perf_counter() - t0:.0f}s)")

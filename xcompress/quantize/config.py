@@ -37,12 +37,15 @@ class QuantizeConfig(BaseModel):
             3 pages).
         max_float_fraction: give up (BudgetError) rather than keep more than this fraction
             of the quantizable layers in float.
+        fallback_checks: most float sets the fallback evaluates on the budget sets (each
+            check is one evaluation of every budget set).
         float_weights: layers kept in float also get float weights back (larger file);
             by default they keep per-channel int8 weights and compute in float.
         op_types: op types that may be quantized; None lets the speed-based plan choose.
         plans: candidate quantization plans, timed on the target; the fastest that meets the
             budget wins (see :mod:`xcompress.quantize.plans`).
-        opset: default-domain opset the model is upgraded to before quantization.
+        opset: default-domain opset the model is upgraded to before quantization (20:
+            the GELU fusion writes the standard Gelu op).
         latency_runs: timed runs per model in each alternating latency comparison.
         det_size: detectors are timed at 1x3x``det_size``x``det_size`` (pages themselves
             are resized as the card says, 960 px long side for PP-OCR).
@@ -67,10 +70,11 @@ class QuantizeConfig(BaseModel):
     holdout: float = Field(default=0.5, gt=0.0, lt=1.0)
     sensitivity_samples: int | None = Field(default=None, ge=1)
     max_float_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
+    fallback_checks: int = Field(default=16, ge=1)
     float_weights: bool = False
     op_types: tuple[str, ...] | None = None
     plans: tuple[str, ...] = ("int8-all", "int8-conv")
-    opset: int = Field(default=17, ge=13)
+    opset: int = Field(default=20, ge=13)
     latency_runs: int = Field(default=20, ge=3)
     det_size: int = Field(default=960, ge=32)
     rec_width: int = Field(default=320, ge=16)

@@ -6,10 +6,13 @@ signals (see ``tests/test_quantize_fallback.py``) and used unchanged on real mod
 * ``sensitivity``: one number per layer, larger = quantizing that layer alone hurts more;
 * ``check(float_layers)``: the accuracy drop of the model with those layers kept in float.
 
-Layers are added to the float set in order of decreasing sensitivity, one at a time, and the
-first set whose drop is within ``max_drop`` wins. It stops at ``max_float`` layers: keeping
-most of a network in float would give neither size nor speed, so it is reported as a budget
-that cannot be met, with the best drop reached.
+Layers are tried in order of decreasing sensitivity, one at a time: a layer joins the float
+set only if the drop with it is smaller than without it (measured on PP-OCRv4 rec: adding
+layers blindly made the drop go up and down, 0.54, 0.77, 0.89, 0.54, 1.19 ... points, because
+layers interact and the budget sets are a few hundred lines), and the first set within
+``max_drop`` wins. It stops at ``max_float`` layers or ``max_checks`` trials: keeping most of a
+network in float would give neither size nor speed, so it is reported as a budget that cannot
+be met, with the best drop reached.
 
 Example:
     >>> sens = {"a": 0.1, "b": 0.9, "c": 0.0}
@@ -30,6 +33,7 @@ class FallbackStep:
 
     float_layers: tuple[str, ...]
     drop: float
+    kept: bool = True  # False: the last layer made it worse and was dropped again
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,9 @@ def choose_float_layers(
     max_drop: float,
     max_float: int,
     on_step: Callable[[FallbackStep], None] | None = None,
+    max_checks: int | None = None,
 ) -> FallbackResult:
-    """Greedy float fallback in order of sensitivity.
+    """Greedy float fallback in order of sensitivity, keeping only layers that help.
 
     Args:
         sensitivity: ``{layer: score}``; ties keep the mapping's order.
@@ -62,6 +67,7 @@ def choose_float_layers(
         max_drop: the budget.
         max_float: most layers that may stay in float.
         on_step: called after each check (progress).
+        max_checks: most candidate sets checked after the all-int8 one (None: no limit).
 
     Returns:
         :class:`FallbackResult`; ``met`` False when no set of up to ``max_float`` layers met it.
@@ -73,12 +79,17 @@ def choose_float_layers(
     steps.append(FallbackStep((), drop))
     if on_step is not None:
         on_step(steps[-1])
-    for layer in order[:max_float]:
-        if drop <= max_drop:
+    for layer in order:
+        if drop <= max_drop or len(chosen) >= max_float:
             break
-        chosen.append(layer)
-        drop = check(list(chosen))
-        steps.append(FallbackStep(tuple(chosen), drop))
+        if max_checks is not None and len(steps) > max_checks:
+            break
+        trial = [*chosen, layer]
+        d = check(trial)
+        kept = d < drop
+        steps.append(FallbackStep(tuple(trial), d, kept))
+        if kept:
+            chosen, drop = trial, d
         if on_step is not None:
             on_step(steps[-1])
     met = drop <= max_drop

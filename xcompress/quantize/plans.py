@@ -60,13 +60,14 @@ WEIGHT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
 register_plan(Plan(
     name="int8-all",
-    rewrites=tuple(r for r in PRE_QUANT_REWRITES if r != "fuse-hardswish"),
+    rewrites=tuple("unfuse-hardswish" if r == "fuse-hardswish" else r
+                   for r in PRE_QUANT_REWRITES),
     op_types=(
         *WEIGHT_OPS, "Add", "Mul", "Clip", "Relu", "Concat", "Sigmoid",
         "GlobalAveragePool", "AveragePool", "MaxPool", "Resize", "Transpose", "Reshape",
         "Squeeze", "Unsqueeze", "Flatten", "Slice", "Split",
     ),
-    description="hard-swish kept decomposed so every op between int8 Convs has an int8 kernel",
+    description="hard-swish decomposed so every op between int8 Convs has an int8 kernel",
 ))
 
 register_plan(Plan(

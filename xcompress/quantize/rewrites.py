@@ -95,10 +95,12 @@ def apply_rewrites(
 # into the next pointwise Conv.
 PRE_QUANT_REWRITES = (
     "constants-to-initializers",
+    "remove-identity",
     "fold-batchnorm",
     "fold-conv-affine",
     "fuse-hardswish",
     "fuse-hardsigmoid",
+    "fuse-gelu",
     "fold-scalar-chains",
     "fold-affine-into-next-conv",
     "fuse-layernorm",
@@ -333,6 +335,60 @@ class FoldScalarChains(Rewrite):
 
 
 @register_rewrite
+class RemoveIdentity(Rewrite):
+    """Drop ``Identity`` nodes (Paddle 3 exports one after most ops); readers read the source.
+
+    They cost nothing in float, but a quantizer treats each as an op between two tensors, so
+    patterns stop matching across them and each can get a Q/DQ pair of its own.
+    """
+
+    name = "remove-identity"
+
+    def rewrite(self, model: onnx.ModelProto) -> int:
+        g = GraphView(model)
+        dead = []
+        for n in model.graph.node:
+            if n.op_type != "Identity" or n.output[0] in g.graph_outputs:
+                continue
+            rename_input(model, n.output[0], n.input[0])
+            dead.append(n)
+        remove_nodes(model, dead)
+        return len(dead)
+
+
+@register_rewrite
+class UnfuseHardSwish(Rewrite):
+    """``HardSwish(x)`` becomes ``x * Clip(x + 3, 0, 6) * (1/6)``: the form PP-OCRv4 is exported
+    in, and the one the ``int8-all`` plan wants (onnxruntime has int8 Add/Clip/Mul kernels but
+    no int8 HardSwish, so a fused one sits in float between DQ and Q)."""
+
+    name = "unfuse-hardswish"
+
+    def rewrite(self, model: onnx.ModelProto) -> int:
+        g = GraphView(model)
+        dead, count = [], 0
+        three = g.add_init("hardswish_three", np.array(3.0, np.float32))
+        zero = g.add_init("hardswish_zero", np.array(0.0, np.float32))
+        six = g.add_init("hardswish_six", np.array(6.0, np.float32))
+        sixth = g.add_init("hardswish_sixth", np.array(1.0 / 6.0, np.float32))
+        for n in list(model.graph.node):
+            if n.op_type != "HardSwish":
+                continue
+            x, y = n.input[0], n.output[0]
+            model.graph.node.extend([
+                helper.make_node("Add", [x, three], [y + "_a3"], name=y + "_add3"),
+                helper.make_node("Clip", [y + "_a3", zero, six], [y + "_c6"], name=y + "_clip"),
+                helper.make_node("Mul", [x, y + "_c6"], [y + "_m"], name=y + "_mul"),
+                helper.make_node("Mul", [y + "_m", sixth], [y], name=y + "_div6"),
+            ])
+            dead.append(n)
+            count += 1
+        remove_nodes(model, dead)
+        _toposort(model)
+        return count
+
+
+@register_rewrite
 class FuseHardSwish(Rewrite):
     """``x * Clip(x + 3, 0, 6) / 6`` becomes ``HardSwish(x)`` (opset 14)."""
 
@@ -364,6 +420,66 @@ class FuseHardSwish(Rewrite):
         remove_nodes(model, dead)
         _toposort(model)
         return count
+
+
+@register_rewrite
+class FuseGelu(Rewrite):
+    """``x * (Erf(x / sqrt 2) + 1) * 0.5`` becomes ``Gelu(x)`` (opset 20).
+
+    Paddle exports GELU as five ops. onnxruntime fuses them back in fp32, but a quantizer sees
+    the pieces: on PP-OCRv6 rec the int8 plan turned them into an Erf computed in float
+    between quantized Mul/Add ops, each with its own Q/DQ, and int8 ended up no faster than
+    fp32. As one op it stays float inside one DQ -> Gelu -> Q.
+    """
+
+    name = "fuse-gelu"
+    min_opset = 20
+
+    def rewrite(self, model: onnx.ModelProto) -> int:
+        g = GraphView(model)
+        dead, count = [], 0
+        for erf in list(model.graph.node):
+            m = self._match(g, erf)
+            if m is None:
+                continue
+            x, nodes, out = m
+            model.graph.node.append(helper.make_node("Gelu", [x], [out], name=out + "_gelu"))
+            dead += nodes
+            count += 1
+        remove_nodes(model, dead)
+        _toposort(model)
+        return count
+
+    @staticmethod
+    def _scalar(g: GraphView, node: onnx.NodeProto, x: str) -> float | None:
+        k = g.const(g.other_input(node, x) or "")
+        return float(k.reshape(())) if k is not None and k.size == 1 else None
+
+    def _match(self, g: GraphView, erf: onnx.NodeProto):
+        if erf.op_type != "Erf":
+            return None
+        scale = g.producer.get(erf.input[0])  # x / sqrt(2) or x * (1 / sqrt(2))
+        if scale is None or scale.op_type not in ("Div", "Mul") or len(scale.input) != 2:
+            return None
+        x = scale.input[0]
+        k = self._scalar(g, scale, x)
+        if k is None or g.const(x) is not None:
+            return None
+        if not np.isclose(k if scale.op_type == "Div" else 1.0 / k, np.sqrt(2.0), rtol=1e-4):
+            return None
+        add = g.sole_consumer(erf.output[0])
+        if add is None or add.op_type != "Add" or self._scalar(g, add, erf.output[0]) != 1.0:
+            return None
+        mul = g.sole_consumer(add.output[0])
+        if mul is None or mul.op_type != "Mul" or set(mul.input) != {x, add.output[0]}:
+            return None
+        half = g.sole_consumer(mul.output[0])
+        if half is None or half.op_type != "Mul" or self._scalar(g, half, mul.output[0]) != 0.5:
+            return None
+        inner = [scale, erf, add, mul]
+        if any(len(g.consumers.get(n.output[0], [])) != 1 for n in inner):
+            return None
+        return x, [*inner, half], half.output[0]
 
 
 @register_rewrite
