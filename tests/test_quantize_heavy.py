@@ -10,7 +10,7 @@ pytestmark = pytest.mark.heavy
 
 
 # size: the target for the recognizer; the detector has no size target (its int8
-# file measured 31.5% of fp32: biases and per-channel scales weigh more in a 4.7 MB model)
+# file measured 31.5% of fp32 in the benchmark)
 @pytest.mark.parametrize(("name", "max_size"), [("ppocr-v4-rec", 0.30), ("ppocr-v4-det", 0.33)])
 def test_quantize_zoo_model_with_defaults(name, max_size, tmp_path):
     from xcompress.quantize import QuantizeConfig, quantize
