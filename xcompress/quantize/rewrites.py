@@ -334,6 +334,35 @@ class FoldScalarChains(Rewrite):
             count += 1
 
 
+class PatternFusion(Rewrite):
+    """A rewrite that replaces matched node chains by one new node each.
+
+    Subclasses implement :meth:`fuse`: for a candidate node, the new node and the nodes it
+    replaces, or None when the pattern does not start there.
+    """
+
+    @abstractmethod
+    def fuse(
+        self, g: GraphView, node: onnx.NodeProto
+    ) -> tuple[onnx.NodeProto, list[onnx.NodeProto]] | None:
+        """The fused node and the nodes it replaces, or None."""
+
+    def rewrite(self, model: onnx.ModelProto) -> int:
+        g = GraphView(model)
+        dead, count = [], 0
+        for node in list(model.graph.node):
+            m = self.fuse(g, node)
+            if m is None:
+                continue
+            fused, nodes = m
+            model.graph.node.append(fused)
+            dead += nodes
+            count += 1
+        remove_nodes(model, dead)
+        _toposort(model)
+        return count
+
+
 @register_rewrite
 class RemoveIdentity(Rewrite):
     """Drop ``Identity`` nodes (Paddle 3 exports one after most ops); readers read the source.
@@ -423,7 +452,7 @@ class FuseHardSwish(Rewrite):
 
 
 @register_rewrite
-class FuseGelu(Rewrite):
+class FuseGelu(PatternFusion):
     """``x * (Erf(x / sqrt 2) + 1) * 0.5`` becomes ``Gelu(x)`` (opset 20).
 
     Paddle exports GELU as five ops. onnxruntime fuses them back in fp32, but a quantizer sees
@@ -435,20 +464,12 @@ class FuseGelu(Rewrite):
     name = "fuse-gelu"
     min_opset = 20
 
-    def rewrite(self, model: onnx.ModelProto) -> int:
-        g = GraphView(model)
-        dead, count = [], 0
-        for erf in list(model.graph.node):
-            m = self._match(g, erf)
-            if m is None:
-                continue
-            x, nodes, out = m
-            model.graph.node.append(helper.make_node("Gelu", [x], [out], name=out + "_gelu"))
-            dead += nodes
-            count += 1
-        remove_nodes(model, dead)
-        _toposort(model)
-        return count
+    def fuse(self, g: GraphView, node: onnx.NodeProto):
+        m = self._match(g, node)
+        if m is None:
+            return None
+        x, nodes, out = m
+        return helper.make_node("Gelu", [x], [out], name=out + "_gelu"), nodes
 
     @staticmethod
     def _scalar(g: GraphView, node: onnx.NodeProto, x: str) -> float | None:
@@ -586,7 +607,7 @@ class FoldAffineIntoNextConv(Rewrite):
 
 
 @register_rewrite
-class FuseLayerNorm(Rewrite):
+class FuseLayerNorm(PatternFusion):
     """The nine-op LayerNorm export becomes ``LayerNormalization`` (opset 17).
 
     Pattern: ``m = ReduceMean(x, -1); d = x - m; v = ReduceMean(d**2, -1);
@@ -596,23 +617,14 @@ class FuseLayerNorm(Rewrite):
     name = "fuse-layernorm"
     min_opset = 17
 
-    def rewrite(self, model: onnx.ModelProto) -> int:
-        g = GraphView(model)
-        dead, count = [], 0
-        for rm in list(model.graph.node):
-            m = self._match(g, rm)
-            if m is None:
-                continue
-            x, nodes, eps, gamma, beta, out = m
-            model.graph.node.append(helper.make_node(
-                "LayerNormalization", [x, gamma, beta], [out], name=out + "_ln",
-                axis=-1, epsilon=eps,
-            ))
-            dead += nodes
-            count += 1
-        remove_nodes(model, dead)
-        _toposort(model)
-        return count
+    def fuse(self, g: GraphView, node: onnx.NodeProto):
+        m = self._match(g, node)
+        if m is None:
+            return None
+        x, nodes, eps, gamma, beta, out = m
+        fused = helper.make_node("LayerNormalization", [x, gamma, beta], [out],
+                                 name=out + "_ln", axis=-1, epsilon=eps)
+        return fused, nodes
 
     @staticmethod
     def _axes_last(g: GraphView, node: onnx.NodeProto) -> bool:
