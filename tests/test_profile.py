@@ -21,6 +21,7 @@ from xcompress.profile.run import default_shape, parse_shape
 from xcompress.targets import Target
 
 TINY_MACS_PER_PIXEL = 8 * 3 * 9  # Conv 3->8, 3x3
+TINY_REC_MACS_PER_PIXEL = 4 * 3 * 9  # Conv 3->4 classes, 3x3
 
 
 def write_tiny_conv(path: Path) -> Path:
@@ -36,6 +37,29 @@ def write_tiny_conv(path: Path) -> Path:
         "tiny",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, "H", "W"])],
+        [w, b],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def write_tiny_rec(path: Path) -> Path:
+    """A recognizer-shaped tiny model: Conv(3->4, 3x3) -> mean over H -> N x W x 4 classes
+    (blank + the charset a, b, space), so it passes the rec task contract."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+            helper.make_node("ReduceMean", ["c"], ["m"], axes=[2], keepdims=0),
+            helper.make_node("Transpose", ["m"], ["y"], perm=[0, 2, 1]),
+        ],
+        "tiny_rec",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "W", 4])],
         [w, b],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -229,7 +253,7 @@ def test_default_shape_from_card(task, shape):
 def rec_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "rec"
     folder.mkdir()
-    write_tiny_conv(folder / "model.onnx")
+    write_tiny_rec(folder / "model.onnx")
     ModelCard(name="tiny-rec", task="rec", charset=["a", "b", " "]).save(folder)
     return folder
 
@@ -252,19 +276,19 @@ def test_cli_profile_folder_default_shape_and_json(rec_folder, tmp_path, capsys)
     )
     stdout = capsys.readouterr().out
     assert rc == 0
-    macs = TINY_MACS_PER_PIXEL * 48 * 320  # the rec default shape, 1x3x48x320
+    macs = TINY_REC_MACS_PER_PIXEL * 48 * 320  # the rec default shape, 1x3x48x320
     assert "1x3x48x320" in stdout and f"{macs / 1e6:.3f} M" in stdout
     data = json.loads(out.read_text())
     assert data["shape"] == [1, 3, 48, 320]
     assert data["result"]["n_runs"] == 3 and data["result"]["threads"] == 1
     assert data["cost"]["macs"] == macs
-    assert data["cost"]["params"] == 8 * 3 * 9 + 8
+    assert data["cost"]["params"] == 4 * 3 * 9 + 4
     assert data["result"]["machine"]["cores"] >= 1
     assert data["comparison"] is None
 
 
 def test_cli_profile_vs_prints_ratio(rec_folder, tmp_path, capsys):
-    other = write_tiny_conv(tmp_path / "other.onnx")
+    other = write_tiny_rec(tmp_path / "other.onnx")
     out = tmp_path / "cmp.json"
     rc = main(
         [

@@ -23,7 +23,7 @@ from xcompress import zoo
 from xcompress.artifact import Artifact
 from xcompress.card import ModelCard
 from xcompress.cli.main import main
-from xcompress.errors import ModelError
+from xcompress.errors import ModelError, XCompressError
 from xcompress.fsutil import sha256_file
 from xcompress.zoo import fetch, registry
 from xcompress.zoo.fetch import IntegrityError, extract_member, member_info
@@ -304,10 +304,11 @@ def test_concurrent_ensure_local_agree(tmp_path: Path, monkeypatch: pytest.Monke
 def test_pull_copies_model_and_card(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     idx = FakeIndex(tmp_path, monkeypatch)
     out = zoo.pull("fake-rec", tmp_path / "out")
-    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "xcompress.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".xcompress-output.json", "model.onnx", "xcompress.json"]
     assert sha256_file(out / "model.onnx") == idx.model_sha
     (tmp_path / "afile").write_text("x")
-    with pytest.raises(ModelError, match="is a file"):
+    with pytest.raises(XCompressError, match="is a file"):
         zoo.pull("fake-rec", tmp_path / "afile")
 
 

@@ -10,7 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from xcompress.card import CARD_NAME, ModelCard, Task, default_postprocess, default_preprocess
+from xcompress.card import (
+    CARD_NAME,
+    InputSpec,
+    ModelCard,
+    Task,
+    default_postprocess,
+    default_preprocess,
+)
 from xcompress.errors import ModelError
 
 MODEL_SUFFIXES = (".onnx", ".tflite", ".pt")
@@ -44,32 +51,117 @@ def charset_from_onnx(path: str | Path) -> list[str] | None:
     return None
 
 
-def infer_card(path: Path, task: Task) -> ModelCard:
-    """A card for a bare model file, from its own metadata and PP-OCR defaults."""
+def charset_for_model(dict_file: str | Path, num_classes: int, model_name: str) -> list[str]:
+    """A recognizer's charset from a PaddleOCR dict file, fitted to the model's classes.
+
+    PaddleOCR's semantics: one character per line; the CTC blank is class 0; a space is
+    appended (``use_space_char``) when the model has one class more than dict + blank.
+
+    Raises:
+        ModelError: the dict does not fit the model (both counts in the message).
+    """
+    from xcompress.data.charset import charset_from_file
+
+    chars = list(charset_from_file(dict_file, add_space=False))
+    if len(chars) + 1 == num_classes:
+        return chars
+    if len(chars) + 2 == num_classes and " " not in chars:
+        return [*chars, " "]
+    raise ModelError(
+        f"{Path(dict_file).name} has {len(chars)} characters, but {model_name} outputs "
+        f"{num_classes} classes (dict + blank{' + space' if ' ' not in chars else ''}): "
+        "pass the dict file the model was trained with"
+    )
+
+
+def _model_name(path: Path) -> str:
+    # PaddleOCR exports are called inference.onnx / model.onnx: the folder names the model
+    generic = {"inference", "model", "rec", "det", "cls"}
+    return path.parent.name if path.stem in generic and path.parent.name else path.stem
+
+
+def infer_card(path: Path, task: Task, charset_file: str | Path | None = None) -> ModelCard:
+    """A card for a bare model file, from its own metadata, a dict file and PP-OCR defaults."""
+    from xcompress.zoo.charset import onnx_num_classes
+
     charset = None
-    if task == "rec" and path.suffix == ".onnx":
-        charset = charset_from_onnx(path)
+    fmt = {".onnx": "onnx", ".tflite": "tflite", ".pt": "torch"}[path.suffix.lower()]
+    if task == "rec" and fmt == "onnx":
+        if charset_file is not None:
+            charset = charset_for_model(charset_file, _num_classes(path, onnx_num_classes),
+                                        path.name)
+        else:
+            charset = charset_from_onnx(path)
         if charset is None:
             raise ModelError(
-                f"{path.name} has no charset metadata: pass a folder with an xcompress.json card"
+                f"{path.name} has no charset metadata: pass its dict file with --charset "
+                "(e.g. ppocr_keys_v1.txt), or a folder with an xcompress.json card"
             )
+    elif charset_file is not None and task != "rec":
+        raise ModelError(f"--charset is for recognizers; {path.name} is given as {task}")
+    spec = InputSpec()
+    if fmt == "onnx":
+        from xcompress.contract import read_onnx_io
+
+        ins = read_onnx_io(path).inputs
+        if ins and len(ins[0][1]) == 4:
+            name, (_, _, h, w) = ins[0]
+            spec = InputSpec(name=name, height=h, width=w)
     return ModelCard(
-        name=path.stem,
+        name=_model_name(path),
         task=task,
         file=path.name,
-        format={".onnx": "onnx", ".tflite": "tflite", ".pt": "torch"}[path.suffix],
+        format=fmt,
+        input=spec,
         preprocess=default_preprocess(task),
         postprocess=default_postprocess(task),
         charset=charset,
     )
 
 
-def resolve_model(spec: str | Path, task: Task | None = None) -> Artifact:
-    """Turn a zoo name, folder or model file into an :class:`Artifact`.
+def _num_classes(path: Path, counter) -> int:
+    try:
+        return counter(path)
+    except ModelError:
+        raise
+    except Exception as e:  # onnx / onnxruntime errors for a file that is not a model
+        raise ModelError(
+            f"cannot read {path.name} as ONNX ({type(e).__name__}): pass a valid .onnx model"
+        ) from None
+
+
+def check_contract(art: Artifact) -> None:
+    """Refuse a model whose inputs/outputs do not fit its card's task (ONNX models).
+
+    Raises:
+        ModelError: see :func:`xcompress.contract.check_onnx_contract`.
+    """
+    if art.card.format != "onnx" or art.path.suffix.lower() != ".onnx":
+        return
+    from xcompress.contract import check_onnx_contract
+
+    labels = art.card.postprocess.labels if art.card.postprocess else None
+    check_onnx_contract(art.path, art.task, art.card.num_classes,
+                        len(labels) if labels else None)
+
+
+def resolve_model(
+    spec: str | Path | Artifact,
+    task: Task | None = None,
+    charset: str | Path | None = None,
+) -> Artifact:
+    """Turn a zoo name, folder or model file into an :class:`Artifact`, checked against its task.
 
     Args:
-        spec: zoo name, folder with ``xcompress.json``, or model file.
+        spec: zoo name, folder with ``xcompress.json``, model file, or an Artifact (returned
+            as it is once ``task`` is checked).
         task: required for a bare model file without a card; checked against the card otherwise.
+        charset: a PaddleOCR dict file for a recognizer without a card (or to replace the
+            card's charset); a space is appended when the model has one class more.
+
+    Raises:
+        ModelError: no such model, a bare file without ``task``, a corrupt file, or a model
+            whose inputs/outputs do not fit the task (:mod:`xcompress.contract`).
 
     Example:
         >>> art = resolve_model("ppocr-v4-rec")   # doctest: +SKIP
@@ -78,15 +170,25 @@ def resolve_model(spec: str | Path, task: Task | None = None) -> Artifact:
     """
     from xcompress import zoo
 
+    if isinstance(spec, Artifact):
+        if task is not None and spec.task != task:
+            raise ModelError(f"{spec.path} is a {spec.task} model, not {task}")
+        return spec
     p = Path(spec)
     if not p.exists() and zoo.is_zoo_name(str(spec)):
         p = zoo.ensure_local(str(spec))
+    card: ModelCard | None
     if p.is_dir():
         if not (p / CARD_NAME).is_file():
-            models = [f for f in sorted(p.iterdir()) if f.suffix in MODEL_SUFFIXES]
+            models = [f for f in sorted(p.iterdir()) if f.suffix.lower() in MODEL_SUFFIXES]
             if len(models) == 1 and task is not None:
-                return Artifact(models[0], infer_card(models[0], task))
-            raise ModelError(f"{p} has no {CARD_NAME}: pass the model file itself with --task")
+                return _checked(Artifact(models[0], infer_card(models[0], task, charset)))
+            if not models:
+                raise ModelError(f"{p} holds no model file ({', '.join(MODEL_SUFFIXES)})")
+            raise ModelError(
+                f"{p} has no {CARD_NAME}: pass the model file itself with --task "
+                "(or write a card once: xcompress card MODEL --task ... --out DIR)"
+            )
         card = ModelCard.load(p)
         path = p / card.file
     elif p.is_file():
@@ -97,7 +199,7 @@ def resolve_model(spec: str | Path, task: Task | None = None) -> Artifact:
         if card is None or card.file != p.name:
             if task is None:
                 raise ModelError(f"{p.name} has no model card beside it: pass --task rec|det|cls")
-            card = infer_card(p, task)
+            return _checked(Artifact(p, infer_card(p, task, charset)))
         path = p
     else:
         names = ", ".join(zoo.names())
@@ -106,4 +208,19 @@ def resolve_model(spec: str | Path, task: Task | None = None) -> Artifact:
         raise ModelError(f"{spec} is a {card.task} model, not {task}")
     if not path.is_file():
         raise ModelError(f"model file {path} named by the card is missing")
-    return Artifact(path, card)
+    if charset is not None:
+        if card.task != "rec":
+            raise ModelError(f"--charset is for recognizers; {spec} is a {card.task} model")
+        if card.format == "onnx":
+            from xcompress.zoo.charset import onnx_num_classes
+
+            n = _num_classes(path, onnx_num_classes)
+        else:
+            n = card.num_classes or 0
+        card = card.derive(charset=charset_for_model(charset, n, path.name))
+    return _checked(Artifact(path, card))
+
+
+def _checked(art: Artifact) -> Artifact:
+    check_contract(art)
+    return art

@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from xcompress.cli.options import CharsetOpt, ForceOpt, TaskOpt, check_task
+
 
 def register(app: typer.Typer) -> None:
     app.command("import")(import_command)
@@ -23,8 +25,11 @@ def register(app: typer.Typer) -> None:
 def import_command(
     model: Annotated[str, typer.Argument(help="Zoo name, model folder or .onnx file.")],
     out: Annotated[Path, typer.Option("--out", help="Checkpoint to write (.pt).")],
-    task: Annotated[str | None, typer.Option("--task", help="rec or det (bare files).")] = None,
-    arch: Annotated[str | None, typer.Option("--arch", help="Force an architecture.")] = None,
+    task: TaskOpt = None,
+    charset: CharsetOpt = None,
+    arch: Annotated[
+        str | None, typer.Option("--arch", help="Force an architecture (default: try each).")
+    ] = None,
 ) -> None:
     """Import a trained ONNX model into a native PyTorch module with the exact weights.
 
@@ -32,15 +37,19 @@ def import_command(
 
     Example: xcompress import ppocr-v4-rec --out v4rec.pt
     """
+    from xcompress.artifact import resolve_model
     from xcompress.errors import XCompressError
+    from xcompress.fsutil import prepare_output_file
     from xcompress.models.checkpoint import save_checkpoint
     from xcompress.models.importers import import_onnx
 
-    if task is not None and task not in ("rec", "det"):
-        raise XCompressError(f"--task must be rec or det, not {task!r}")
+    if check_task(task) == "cls":
+        raise XCompressError("--task cls: direction classifiers have no native module to "
+                             "import into; quantize or profile the ONNX model instead")
     if out.suffix != ".pt":
         raise XCompressError(f"--out must end in .pt, got {out.name}")
-    net, card = import_onnx(model, task, arch)  # type: ignore[arg-type]
+    prepare_output_file(out)
+    net, card = import_onnx(resolve_model(model, task, charset), arch=arch)
     save_checkpoint(out, net, card)
     n = sum(p.numel() for p in net.parameters())
     print(
@@ -54,16 +63,19 @@ def export_command(
     model: Annotated[
         str, typer.Argument(help="Checkpoint (.pt), zoo name, or ONNX model / folder with card.")
     ],
-    out: Annotated[Path, typer.Option("--out", help="Folder to write the model + card into.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the model + card into: "
+                                      "new, empty, or an earlier export (see --force).")],
     to: Annotated[str, typer.Option("--to", help="Target format: onnx or tflite.")] = "onnx",
-    opset: Annotated[int, typer.Option("--opset", min=13, max=21, help="onnx only.")] = 17,
+    opset: Annotated[int, typer.Option("--opset", min=13, max=21, help="onnx: opset.")] = 17,
     int8: Annotated[
         bool, typer.Option("--int8", help="tflite: full-integer int8 (needs --calib).")
     ] = False,
     calib: Annotated[
         Path | None, typer.Option("--calib", help="tflite int8: PaddleOCR-format calibration set.")
     ] = None,
-    calib_limit: Annotated[int, typer.Option("--calib-limit", min=1)] = 128,
+    calib_limit: Annotated[
+        int, typer.Option("--calib-limit", min=1, help="tflite int8: most calibration samples.")
+    ] = 128,
     eval_data: Annotated[
         Path | None,
         typer.Option("--eval", help="tflite: accuracy check set (default: rest of --calib)."),
@@ -83,7 +95,12 @@ def export_command(
         typer.Option("--exact-range", help="tflite int8: regex of tensors ranged by exact "
                      "min/max (default: the model's own choice); repeatable."),
     ] = None,
-    threads: Annotated[int | None, typer.Option("--threads", min=1)] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="Threads for the checks.")
+    ] = None,
+    task: TaskOpt = None,
+    charset: CharsetOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Export a checkpoint to ONNX, or any model to TFLite (float or int8).
 
@@ -93,6 +110,7 @@ def export_command(
     """
     from xcompress.errors import XCompressError
     from xcompress.export import export_model, summarize
+    from xcompress.fsutil import prepare_output_dir
 
     options: dict = {"opset": opset} if to == "onnx" else {
         "int8": int8, "io_dtype": io, "calib": str(calib) if calib else None,
@@ -105,7 +123,13 @@ def export_command(
         except ValueError:
             msg = f"--widths takes integers like 320,640,960, not {widths}"
             raise XCompressError(msg) from None
-    art = export_model(model, to, options, out)
+    prepare_output_dir(out, "export", force=force)  # before the model is pulled or imported
+    source: str | object = model
+    if task is not None or charset is not None:
+        from xcompress.artifact import resolve_model
+
+        source = resolve_model(model, check_task(task), charset)  # type: ignore[arg-type]
+    art = export_model(source, to, options, out, force=force)  # type: ignore[arg-type]
     if to == "onnx":
         diff = art.card.notes.get("export_max_abs_diff")
         print(f"exported {model} to {art.path}; max abs diff vs torch {diff:.2e}")
@@ -117,32 +141,47 @@ def train_command(
     model: Annotated[
         str, typer.Argument(help="Architecture (from scratch), checkpoint .pt, or zoo name.")
     ],
-    out: Annotated[Path, typer.Option("--out", help="Run folder (re-run to resume).")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder; re-run the same command to "
+                                      "resume it.")],
     data: Annotated[
-        list[str] | None, typer.Option("--data", help="'synth' or a label folder; repeatable.")
+        list[str] | None, typer.Option("--data", help="Training data: 'synth' or a PaddleOCR "
+                                       "label folder; repeat --data to mix several.")
     ] = None,
     val: Annotated[
-        list[str] | None, typer.Option("--val", help="Held-out 'synth' or folder; repeatable.")
+        list[str] | None, typer.Option("--val", help="Held-out set: 'synth' or a folder; repeat "
+                                       "--val for several.")
     ] = None,
     charset: Annotated[
         str | None,
-        typer.Option("--charset", help="From scratch: label characters, or digits/alnum."),
+        typer.Option("--charset", help="From scratch: the label characters, or digits / alnum."),
     ] = None,
-    steps: Annotated[int, typer.Option("--steps", min=1)] = 1000,
-    eval_every: Annotated[int, typer.Option("--eval-every", min=1)] = 200,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
-    lr: Annotated[float, typer.Option("--lr")] = 1e-3,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 1000,
+    eval_every: Annotated[
+        int, typer.Option("--eval-every", min=1, help="Steps between evaluations + checkpoints.")
+    ] = 200,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Samples per step.")] = 32,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (> 0).")] = 1e-3,
     teacher: Annotated[
         str | None, typer.Option("--teacher", help="Distill from this model (.pt / zoo name).")
     ] = None,
-    max_width: Annotated[int, typer.Option("--max-width", min=16)] = 320,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    threads: Annotated[int | None, typer.Option("--threads", min=1)] = None,
-    minutes: Annotated[float | None, typer.Option("--minutes", help="Wall-clock budget.")] = None,
-    det_size: Annotated[int, typer.Option("--det-size", min=32, help="det: square size")] = 640,
-    freeze: Annotated[
-        list[str] | None, typer.Option("--freeze", help="Module prefix not to train; repeatable.")
+    max_width: Annotated[
+        int, typer.Option("--max-width", min=16, help="rec: widest padded line, px.")
+    ] = 320,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of data and initialization.")] = 0,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="Torch threads (default: all cores).")
     ] = None,
+    minutes: Annotated[
+        float | None, typer.Option("--minutes", help="Wall-clock budget (> 0); stops early.")
+    ] = None,
+    det_size: Annotated[
+        int, typer.Option("--det-size", min=32, help="det: square training size, px.")
+    ] = 640,
+    freeze: Annotated[
+        list[str] | None, typer.Option("--freeze", help="Module name prefix not to train, e.g. "
+                                       "backbone; repeat --freeze for several.")
+    ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Train a recognizer (CTC) or detector (DB), optionally distilled; resumable.
 
@@ -150,17 +189,22 @@ def train_command(
     """
     import string
 
+    from xcompress.cli.options import build_config
+    from xcompress.errors import XCompressError
     from xcompress.train import DistillConfig, TrainConfig, train
 
+    if minutes is not None and minutes <= 0:
+        raise XCompressError(f"--minutes must be > 0, not {minutes:g}")
     presets = {"digits": string.digits, "alnum": string.digits + string.ascii_uppercase}
-    cfg = TrainConfig(
+    cfg = build_config(
+        TrainConfig, {"max_seconds": "--minutes", "train": "--data"},
         model=model, charset=presets.get(charset or "", charset), train=data or ["synth"],
         val=val or ["synth"], steps=steps, eval_every=eval_every, batch_size=batch_size, lr=lr,
         max_width=max_width, det_size=det_size, freeze=freeze or [], seed=seed, threads=threads,
-        max_seconds=minutes * 60 if minutes else None, out=str(out),
+        max_seconds=minutes * 60 if minutes is not None else None, out=str(out),
         distill=DistillConfig(teacher=teacher) if teacher else None,
     )  # fmt: skip
-    result = train(cfg)
+    result = train(cfg, force=force)
     accs = ", ".join(f"{k} {v:.4f}" for k, v in result.best.items())
     print(f"trained {result.step} steps in {result.seconds:.0f}s; best (step {result.best_step}): "
           f"{accs}; checkpoints in {out}")  # fmt: skip

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from xcompress.cli.options import CharsetOpt, TaskOpt, check_task
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -80,6 +82,8 @@ def profile(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write everything as JSON.")
     ] = None,
+    task: TaskOpt = None,
+    charset: CharsetOpt = None,
 ) -> None:
     """Time MODEL on a target and count its MACs/FLOPs and parameters.
 
@@ -95,8 +99,11 @@ def profile(
     """
     from rich.console import Console
 
-    from xcompress.fsutil import write_json
+    from xcompress.fsutil import prepare_output_file, write_json
     from xcompress.profile.run import parse_shape, profile_model
+
+    if json_out is not None:
+        prepare_output_file(json_out, "--json")
 
     report = profile_model(
         model,
@@ -113,6 +120,8 @@ def profile(
         ssh_key=ssh_key,
         known_hosts=known_hosts,
         count_runs=count_runs,
+        task=check_task(task),
+        charset=charset,
     )
     Console(width=110).print(_table(report))
     if json_out is not None:

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from xcompress.cli.options import CharsetOpt, ForceOpt, TaskOpt, build_config, check_task
+
 
 def register(app: typer.Typer) -> None:
     app.command("quantize")(quantize_command)
@@ -14,7 +16,8 @@ def register(app: typer.Typer) -> None:
 
 def quantize_command(
     model: Annotated[str, typer.Argument(help="Zoo name, model folder, or ONNX file.")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder (replaced on success).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: new, empty, or an earlier "
+                                      "quantize output (see --force).")],
     calib: Annotated[
         Path | None,
         typer.Option("--calib", help="PaddleOCR-format calibration set (default: a built-in "
@@ -22,25 +25,33 @@ def quantize_command(
     ] = None,
     eval_sets: Annotated[
         list[Path] | None,
-        typer.Option("--eval", help="Set(s) the budget is checked on (default: held-out calib)."),
+        typer.Option("--eval", help="Data set the budget is checked on; repeat --eval for "
+                     "several, each must hold (default: the held-out half of --calib)."),
     ] = None,
     max_drop: Annotated[
         float, typer.Option("--max-drop", min=0.0, max=1.0,
                             help="Largest accuracy drop, fraction (0.005 = 0.5 point).")
     ] = 0.005,
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="Metric --max-drop is checked on. rec: "
+                                 "cer_nospace (default: PaddleOCR's RecMetric ignores spaces, "
+                                 "and PP-OCR recognizers drop spaces a reader does not miss) or "
+                                 "cer; det: hmean; cls: accuracy.")
+    ] = None,
     target: Annotated[str, typer.Option("--target", help="Target whose speed decides.")] = "host",
     method: Annotated[
         str, typer.Option("--method", help="Calibration: auto (pick by agreement with float), "
                           "minmax, percentile or entropy.")
     ] = "auto",
     threads: Annotated[int, typer.Option("--threads", min=1, help="Threads for timing.")] = 2,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    task: Annotated[
-        str | None, typer.Option("--task", help="rec, det or cls (for a bare ONNX file).")
-    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of data splits and sampling.")] = 0,
+    task: TaskOpt = None,
+    charset: CharsetOpt = None,
     plan: Annotated[
-        list[str] | None, typer.Option("--plan", help="Only these plans (int8-all, int8-conv).")
+        list[str] | None, typer.Option("--plan", help="Only this plan (int8-all or int8-conv); "
+                                       "repeat --plan for several.")
     ] = None,
+    force: ForceOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
 ) -> None:
     """Quantize MODEL to int8 within --max-drop of its accuracy; write OUT/model.int8.onnx,
@@ -50,20 +61,21 @@ def quantize_command(
     """
     from xcompress.artifact import resolve_model
     from xcompress.errors import XCompressError
+    from xcompress.fsutil import prepare_output_dir
     from xcompress.quantize import QuantizeConfig, quantize
     from xcompress.quantize.calibrate import calibrator_names
 
     if method != "auto" and method not in calibrator_names():
         raise XCompressError(f"--method must be auto or one of {', '.join(calibrator_names())}")
-    if task is not None and task not in ("rec", "det", "cls"):
-        raise XCompressError(f"--task must be rec, det or cls, not {task!r}")
-    fields = dict(max_drop=max_drop, target=target, method=method, threads=threads, seed=seed)
+    fields = dict(max_drop=max_drop, target=target, method=method, threads=threads, seed=seed,
+                  metric=metric)
     if plan:
         fields["plans"] = tuple(plan)
-    config = QuantizeConfig(**fields)
-    artifact = resolve_model(model, task=task)  # type: ignore[arg-type]
+    config = build_config(QuantizeConfig, None, **fields)
+    prepare_output_dir(out, "quantize", force=force)  # before the model is even pulled
+    artifact = resolve_model(model, task=check_task(task), charset=charset)
     res = quantize(artifact, calib, out, config, eval_paths=tuple(eval_sets or ()),
-                   progress=not quiet)
+                   progress=not quiet, force=force)
     r = res.report
     lat = r["latency"]
     print(f"wrote {res.model_path}: {r['size']['ratio'] * 100:.0f}% of fp32 size, "

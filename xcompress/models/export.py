@@ -47,7 +47,8 @@ def export_onnx(
     Args:
         model: a native module (its ``forward`` is what gets exported).
         card: the card of the checkpoint (task, charset, preprocessing, output name).
-        out_dir: folder to write; replaced atomically.
+        out_dir: folder to write (as ``xcompress export``'s output: nothing else in it is
+            removed; check it first with :func:`xcompress.fsutil.prepare_output_dir`).
         opset: ONNX opset (17 default: per-channel int8 QDQ needs >= 13).
         check: run onnxruntime on the export at two shapes and require the outputs to equal
             the torch module's within 1e-4 (recorded as ``notes.export_max_abs_diff``).
@@ -63,7 +64,7 @@ def export_onnx(
     axes = _dynamic_axes(card.task)
     example = model.example_input(1, 320)
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, command="export") as tmp:
         path = tmp / "model.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice

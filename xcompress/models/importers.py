@@ -75,12 +75,13 @@ def _check_inputs(task: Task, widths: tuple[int, ...], seed: int = 0) -> list[np
 
 
 def import_onnx(
-    spec: str | Path, task: Task | None = None, arch: str | None = None
+    spec: str | Path | Artifact, task: Task | None = None, arch: str | None = None
 ) -> tuple[OCRModel, ModelCard]:
     """Import a zoo model / ONNX file / model folder into a native module.
 
     Args:
-        spec: zoo name (``ppocr-v4-rec``), folder with ``xcompress.json`` or ``.onnx`` file.
+        spec: zoo name (``ppocr-v4-rec``), folder with ``xcompress.json``, ``.onnx`` file, or
+            a resolved :class:`~xcompress.artifact.Artifact` (e.g. with a ``--charset``).
         task: required for a bare ONNX file without a card.
         arch: force one architecture instead of trying the registered importers.
 
@@ -122,7 +123,7 @@ def import_onnx(
         card = art.card.derive(
             file="model.pt", format="torch", sha256=None, parent=sha256_file(art.path),
             step="import",
-            step_config={"arch": imp.arch, "source": str(spec)},
+            step_config={"arch": imp.arch, "source": str(art.path if spec is art else spec)},
             notes={**art.card.notes, "import_max_abs_diff": diff,
                    "import_tensors": report.tensors, "import_values": report.values,
                    "onnx_output_name": _onnx_output_name(art.path)},

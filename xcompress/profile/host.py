@@ -101,7 +101,7 @@ class HostProfiler(Profiler):
         except Exception as e:  # runtimes raise their own exception types
             dims = "x".join(map(str, config.shape))
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise ModelError(f"{model_path.name} cannot run at shape {dims}: {first}") from e
+            raise ModelError(f"{model_path} cannot run at shape {dims}: {first}") from None
         return Loaded(
             path=model_path,
             runtime=runtime,

@@ -111,21 +111,23 @@ def _card_beside(path: Path) -> ModelCard | None:
 
 
 def resolve_for_profile(
-    spec: str | Path, shape: tuple[int, ...] | None
+    spec: str | Path, shape: tuple[int, ...] | None, task: str | None = None,
+    charset: str | Path | None = None,
 ) -> tuple[Path, ModelCard | None]:
-    """Model file (and card, if any) for ``spec``; a bare file without a card needs ``shape``.
+    """Model file (and card, if any) for ``spec``; a bare file without a card needs ``shape``
+    or ``task`` (and ``charset`` for a recognizer without charset metadata).
 
     Raises:
-        ModelError: no such model, or a bare file and no shape.
+        ModelError: no such model, or a bare file and neither shape nor task.
     """
     p = Path(spec)
-    if p.is_file() and _card_beside(p) is None:
+    if p.is_file() and _card_beside(p) is None and task is None:
         if shape is None:
             raise ModelError(f"{p.name} has no model card beside it: pass --shape, e.g. 1x3x48x320")
         return p, None
     from xcompress.artifact import resolve_model
 
-    art = resolve_model(spec)
+    art = resolve_model(spec, task, charset)  # type: ignore[arg-type]
     return art.path, art.card
 
 
@@ -229,6 +231,8 @@ def profile_model(
     known_hosts: Path | None = None,
     inspect: bool = True,
     count_runs: int = 3,
+    task: str | None = None,
+    charset: str | Path | None = None,
 ) -> ProfileReport:
     """Count the cost of ``model`` and time it on ``target`` (alternately with ``vs``).
 
@@ -243,6 +247,8 @@ def profile_model(
             :func:`select_runtime`).
         inspect: on targets that can (emulated ones), also measure parity with the host
             and instructions per inference (``count_runs`` inferences counted).
+        task, charset: for a bare model file without a card (see
+            :func:`~xcompress.artifact.resolve_model`); they apply to ``model`` only.
 
     Returns:
         A :class:`ProfileReport`; ``result`` is set without ``vs``, ``comparison`` with it.
@@ -254,13 +260,18 @@ def profile_model(
             target, cpu=cpu, remote_python=remote_python, ssh_key=ssh_key, known_hosts=known_hosts
         )
     tgt = profiler.target
-    path, card = resolve_for_profile(model, shape)
+    path, card = resolve_for_profile(model, shape, task, charset)
     path = select_runtime(path, runtime)
     if shape is None:
         if card is None:  # unreachable: resolve_for_profile demands a shape without a card
             raise ModelError(f"{model}: pass --shape")
         shape = default_shape(card)
-    vs_path = resolve_for_profile(vs, shape)[0] if vs is not None else None
+    vs_path, vs_card = resolve_for_profile(vs, shape) if vs is not None else (None, None)
+    if card is not None and vs_card is not None and card.task != vs_card.task:
+        raise XCompressError(
+            f"--vs {vs} is a {vs_card.task} model and {model} a {card.task} model: --vs times "
+            "two versions of one model (e.g. fp32 and int8) at the same input"
+        )
     if vs_path is not None:
         vs_path = select_runtime(vs_path, runtime)
     try:

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import onnx
 
-from xcompress.artifact import Artifact, resolve_model
+from xcompress.artifact import Artifact, check_contract, resolve_model
 from xcompress.card import ModelCard
-from xcompress.errors import BudgetError, DataError, ModelError
-from xcompress.fsutil import atomic_dir, sha256_file, write_json, write_text
+from xcompress.errors import BudgetError, DataError, ModelError, XCompressError
+from xcompress.fsutil import atomic_dir, prepare_output_dir, sha256_file, write_json, write_text
 from xcompress.quantize.calibrate import compute_ranges, get_calibrator
 from xcompress.quantize.config import QuantizeConfig
 from xcompress.quantize.fallback import choose_float_layers
@@ -96,7 +96,6 @@ class _Log:
 
 
 # --- checks ----------------------------------------------------------------------------------
-_OUTPUT_RANK = {"rec": 3, "det": 4, "cls": 2}
 
 
 def check_ocr_model(artifact: Artifact) -> onnx.ModelProto:
@@ -112,21 +111,8 @@ def check_ocr_model(artifact: Artifact) -> onnx.ModelProto:
         model = onnx.load(str(artifact.path))
     except Exception as e:  # onnx raises DecodeError and friends
         raise ModelError(f"cannot read {artifact.path} as ONNX ({type(e).__name__})") from e
-    inits = {t.name for t in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in inits]
+    check_contract(artifact)
     name = artifact.path.name
-    if len(inputs) != 1:
-        raise ModelError(f"{name} has {len(inputs)} inputs: not a PP-OCR det/cls/rec model")
-    dims = inputs[0].type.tensor_type.shape.dim
-    if len(dims) != 4 or (dims[1].HasField("dim_value") and dims[1].dim_value != 3):
-        raise ModelError(f"{name}: input is not an NCHW image with 3 channels: not an OCR model")
-    out = model.graph.output[0].type.tensor_type.shape.dim
-    want = _OUTPUT_RANK[card.task]
-    if out and len(out) != want:
-        raise ModelError(
-            f"{name}: output has rank {len(out)}, a {card.task} model has rank {want}: "
-            "not a supported OCR model (or the card's task is wrong)"
-        )
     if card.task == "rec" and not card.charset:
         raise ModelError(f"{name}: a recognizer needs a charset in its card or ONNX metadata")
     return model
@@ -200,6 +186,7 @@ def quantize(
     config: QuantizeConfig | None = None,
     eval_paths: Sequence[str | Path] = (),
     progress: bool = True,
+    force: bool = False,
 ) -> QuantizeResult:
     """Quantize an OCR ONNX model to int8 (QDQ) within an accuracy budget.
 
@@ -208,10 +195,14 @@ def quantize(
         calib_path: PaddleOCR-format data set of the model's task (a few hundred lines or
             some pages); also the budget check's data (held-out split) without ``eval_paths``.
             None: a built-in synthetic set (:func:`default_calibration_set`).
-        out_dir: folder to write (replaced whole on success, untouched on failure).
+        out_dir: folder to write, checked first (:func:`~xcompress.fsutil.prepare_output_dir`:
+            a non-empty folder that is not an earlier quantize output is refused unless
+            ``force``); untouched on failure, and nothing quantize did not write is removed.
         config: :class:`QuantizeConfig`; defaults are the recommended settings.
         eval_paths: PaddleOCR-format sets the budget is checked on (each must hold).
         progress: log steps on stderr.
+        force: write into a non-empty ``out_dir`` that quantize did not make (its other
+            files are kept).
 
     Returns:
         :class:`QuantizeResult` (``report`` is the content of ``report.json``).
@@ -238,10 +229,14 @@ def quantize(
             get_plan(name)
     except KeyError as e:
         raise ModelError(str(e.args[0])) from None
+    out_dir = prepare_output_dir(out_dir, "quantize", force=force)  # before minutes of work
     art = model if isinstance(model, Artifact) else resolve_model(model)
     card, task = art.card, art.card.task
     orig = check_ocr_model(art)
-    signal = get_signal(task)
+    try:
+        signal = get_signal(task, cfg.metric)
+    except KeyError as e:
+        raise XCompressError(str(e.args[0])) from None
     log(f"model {card.name} ({task}, opset {opset_of(orig)}, "
         f"{art.path.stat().st_size / 1e6:.1f} MB)")
 
@@ -360,7 +355,7 @@ def _choose_ranges(stats, m, q_of, drop_of, select_inputs, signal: Signal, card,
         dis = signal.disagreement(ref, [runner.run(x) for x in select_inputs], card)
         drop = drop_of(q)[0]
         label = meth if meth != "percentile" else f"percentile {pct:g}"
-        scores[label] = drop
+        scores[label] = {"drop": drop, "disagreement": dis}
         log(f"{name}: {label}: {signal.metric} drop {drop * 100:.2f} pt, disagreement with "
             f"float {dis:.4f}")
         # the budget first, then agreement with float: on a few hundred lines, drops below
@@ -371,6 +366,13 @@ def _choose_ranges(stats, m, q_of, drop_of, select_inputs, signal: Signal, card,
             best = (key, ranges, (meth, pct))
     assert best is not None
     return best[1], best[2], scores
+
+
+def _choice_rule(cfg: QuantizeConfig, signal: Signal, n_select: int) -> str:
+    """The rule :func:`_choose_ranges` applies, in the words the code uses."""
+    return (f"lowest {signal.metric} drop on the budget sets, drops within --max-drop "
+            f"{cfg.max_drop * 100:.2f} pt counting as equal; among equals, the least "
+            f"{signal.task} disagreement with the float model on {n_select} held-out samples")
 
 
 def _run(cfg, art, orig, upgraded, upgrade_diff, signal: Signal, calib, calib_inputs,
@@ -528,7 +530,9 @@ def _run(cfg, art, orig, upgraded, upgrade_diff, signal: Signal, calib, calib_in
         "float_check": {"upgrade_max_diff": upgrade_diff, "rewrite_max_diff": rw_diff},
         "calibration": {"method": method, "percentile": pct if method == "percentile" else None,
                         "candidates": method_scores, "samples": len(calib),
-                        "widths": [widths[0], widths[-1]]},
+                        "widths": [widths[0], widths[-1]],
+                        "chosen_by": _choice_rule(cfg, signal, len(select_inputs))
+                        if method_scores else f"--method {cfg.method}"},
         "size": {"fp32_bytes": art.path.stat().st_size,
                  "int8_bytes": final_path.stat().st_size,
                  "ratio": final_path.stat().st_size / art.path.stat().st_size},
@@ -560,7 +564,7 @@ def _run(cfg, art, orig, upgraded, upgrade_diff, signal: Signal, calib, calib_in
     )
     report["warnings"] = warnings
     report["time_s"] = log.elapsed
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, command="quantize") as tmp:
         onnx.save(final, tmp / MODEL_FILE)
         new_card.save(tmp)
         write_json(tmp / "report.json", report)

@@ -26,6 +26,9 @@ class QuantizeConfig(BaseModel):
         per_channel: per-output-channel symmetric int8 weights (needs opset >= 13; upgraded).
         max_drop: largest allowed accuracy drop, absolute, as a fraction (0.005 = 0.5 point):
             rise of CER for recognizers, fall of Hmean / accuracy for detectors / classifiers.
+        metric: the metric ``max_drop`` is checked on; None: the task's default
+            (rec ``cer_nospace``, PaddleOCR's default; ``cer`` counts spaces too; det
+            ``hmean``; cls ``accuracy``). Both CERs are reported either way.
         seed: seed of the calibration / hold-out split and of sub-sampling.
         threads: intra-op threads used for latency measurements (the target's thread count).
         target: target name (``xcompress.targets``); speeds are measured on it.
@@ -63,6 +66,7 @@ class QuantizeConfig(BaseModel):
     percentile: float = Field(default=99.999, gt=50.0, le=100.0)
     per_channel: bool = True
     max_drop: float = Field(default=0.005, ge=0.0, le=1.0)
+    metric: str | None = None
     seed: int = 0
     threads: int = Field(default=2, ge=1)
     target: str = "host"

@@ -16,6 +16,13 @@ def _machine(cpu: dict[str, Any]) -> str:
     return text + (f", load {load:.1f}" if load is not None else "")
 
 
+def _candidate(label: str, score: Any) -> str:
+    if isinstance(score, dict):  # drop and disagreement with float
+        return (f"{label} drop {score['drop'] * 100:.2f} pt, "
+                f"disagreement {score['disagreement']:.4f}")
+    return f"{label} {score * 100:.2f} pt"
+
+
 def render_markdown(r: dict[str, Any]) -> str:
     """Render the report dict written by :func:`xcompress.quantize.quantize` as Markdown."""
     m, size, lat, cal = r["model"], r["size"], r["latency"], r["calibration"]
@@ -25,8 +32,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"Plan **{r['plan']['name']}**: {r['plan']['description']}. Calibration: "
         f"{cal['method']}" + (f" {cal['percentile']}" if cal.get("percentile") else "")
         + f" on {cal['samples']} samples (input widths {cal['widths'][0]}-{cal['widths'][1]} px)"
-        + ("; chosen by the budget metric's drop: " + ", ".join(
-            f"{k} {v * 100:.2f} pt" for k, v in cal["candidates"].items())
+        + (f"; chosen by {cal.get('chosen_by', 'the budget metric drop')}: " + ", ".join(
+            _candidate(k, v) for k, v in cal["candidates"].items())
            if cal.get("candidates")
            else "") + ".",
         f"Opset {m['opset']} -> {m['upgraded_opset']}; float outputs after upgrade / rewrites "

@@ -59,5 +59,15 @@ class OrtRunner(Runner):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         feed = {self._input: np.ascontiguousarray(batch, np.float32)}
-        out = self.session.run([self._output], feed)
+        try:
+            out = self.session.run([self._output], feed)
+        except Exception as e:  # onnxruntime's InvalidArgument / Fail for a shape it rejects
+            inp = self.session.get_inputs()[0]
+            want = "x".join(str(d) if isinstance(d, int) else "?" for d in inp.shape)
+            got = "x".join(map(str, batch.shape))
+            first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            raise ModelError(
+                f"{self.path} cannot run an input of shape {got} (it declares {want}): "
+                f"{first}; a model with a fixed input size needs a card or --shape that says it"
+            ) from None
         return np.asarray(out[0], dtype=np.float32)

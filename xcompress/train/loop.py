@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from xcompress.card import ModelCard, default_postprocess, default_preprocess
 from xcompress.errors import DataError
-from xcompress.fsutil import write_json
+from xcompress.fsutil import mark_output, prepare_output_dir, write_json
 from xcompress.models.base import OCRModel
 from xcompress.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from xcompress.models.registry import build_model, get_arch
@@ -191,12 +191,40 @@ def _set_norm_eval(model: torch.nn.Module) -> None:
             m.eval()
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
+#: what a run folder holds (its output mark lists these, so a re-run may replace them)
+RUN_FILES = ("train_config.json", "last.pt", "best.pt", "history.jsonl")
+#: settings a resumed run may change: budgets and machine settings, not what is learned
+RESUMABLE_CHANGES = frozenset({"steps", "max_seconds", "eval_every", "threads", "out"})
+
+
+def _check_resume(out: Path, cfg: TrainConfig) -> None:
+    """Refuse to resume a run folder whose saved config differs in what is learned."""
+    saved_path = out / "train_config.json"
+    if not (out / "last.pt").is_file() or not saved_path.is_file():
+        return
+    try:
+        saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise DataError(f"{saved_path} is unreadable: use a new --out") from None
+    now = cfg.model_dump(mode="json")
+    differ = sorted(k for k in set(saved) | set(now)
+                    if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k))
+    if differ:
+        raise DataError(
+            f"{out} holds a run with other settings ({', '.join(differ)} differ): re-run with "
+            "the same options to resume it, or choose a new --out"
+        )
+
+
+def train(cfg: TrainConfig, progress: bool = True, force: bool = False) -> TrainResult:
     """Train or fine-tune the model ``cfg`` names; resumes from ``out/last.pt`` if present.
 
     Args:
-        cfg: the run's configuration (saved as ``out/train_config.json``).
+        cfg: the run's configuration (saved as ``out/train_config.json`` once every input
+            has been checked; a resumed run must have the same settings but for
+            :data:`RESUMABLE_CHANGES`).
         progress: show a progress bar.
+        force: train into a non-empty ``out`` that is not a run folder (its files are kept).
 
     Returns:
         A :class:`TrainResult` with the held-out scores (final and best).
@@ -207,10 +235,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "train_config.json", cfg.model_dump(mode="json"))
+    out = prepare_output_dir(cfg.out, "train", force=force)
+    _check_resume(out, cfg)
 
+    # every input is checked before anything is written to the run folder
     model, card, finetune = _init_model(cfg)
     task = TASKS[model.task](cfg, model, card)
     freeze_norm = finetune if cfg.freeze_norm is None else cfg.freeze_norm
@@ -257,7 +285,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         torch.manual_seed(cfg.seed + step)
 
     val_sets = task.val_sets()
-    stream = _mixed_stream(task.sources(), cfg.seed, step * cfg.batch_size)
+    sources = task.sources()
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "train_config.json", cfg.model_dump(mode="json"))
+    mark_output(out, "train", RUN_FILES)
+    stream = _mixed_stream(sources, cfg.seed, step * cfg.batch_size)
     model.train()
     if freeze_norm:
         _set_norm_eval(model)

@@ -193,19 +193,21 @@ def build_card(
     )
 
 
-def pull(name: str, out: str | os.PathLike[str]) -> Path:
+def pull(name: str, out: str | os.PathLike[str], force: bool = False) -> Path:
     """Copy zoo model ``name`` (model + card) into folder ``out``; return ``out``.
 
     Each file is written atomically and the model's sha256 checked after the copy; a corrupt
-    cache entry is rebuilt once.
+    cache entry is rebuilt once. ``out`` follows the output policy of every command
+    (:func:`xcompress.fsutil.prepare_output_dir`): a non-empty folder that is not an earlier
+    pull is refused unless ``force``.
 
     Example:
         >>> pull("ppocr-v4-rec", "models/v4rec")   # doctest: +SKIP
         PosixPath('models/v4rec')
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ModelError(f"--out {out} is a file; pass a folder")
+    from xcompress.fsutil import mark_output, prepare_output_dir
+
+    out = prepare_output_dir(out, "zoo pull", force=force)
     for attempt in range(2):
         src = ensure_local(name)
         card = ModelCard.load(src)
@@ -217,6 +219,7 @@ def pull(name: str, out: str | os.PathLike[str]) -> Path:
             shutil.rmtree(src, ignore_errors=True)
             continue
         card.save(out)
+        mark_output(out, "zoo pull", (MODEL_FILE, CARD_NAME))
         return out
     raise AssertionError("unreachable")
 
