@@ -210,3 +210,147 @@ def test_check_charset_skips_ignored_det_boxes() -> None:
     )
     assert check_charset(ds, "ab").ok
     assert check_charset(ds, "a").missing == {"b": 1}
+
+
+# ----------------------------------------------------------------------------- bad images
+
+
+def _bad_image_set(root: Path) -> dict[str, str]:
+    """A rec set with one good image and one of each kind of bad file; name -> reason word."""
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    jpg = cv2.imencode(".jpg", noise)[1].tobytes()
+    png = cv2.imencode(".png", noise)[1].tobytes()
+    files = {
+        "good.jpg": jpg,
+        "empty.jpg": b"",
+        "half.jpg": jpg[: len(jpg) // 2],
+        "half.png": png[: len(png) // 2],
+        "text.jpg": b"this is not an image\n",
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    names = [*files, "missing.jpg"]
+    (root / "label.txt").write_text("".join(f"{n}\tabc\n" for n in names), encoding="utf-8")
+    return {
+        "empty.jpg": "empty",
+        "half.jpg": "truncated",
+        "half.png": "truncated",
+        "text.jpg": "not an image",
+        "missing.jpg": "missing",
+    }
+
+
+def test_find_bad_images_names_each_kind(tmp_path: Path) -> None:
+    from xcompress.data import find_bad_images, image_problem
+
+    expected = _bad_image_set(tmp_path)
+    ds = load_dataset(tmp_path, check_images=False)
+    seen = []
+    bad = find_bad_images((s.image for s in ds), workers=2, advance=seen.append)
+    assert len(seen) == 6
+    assert [b.image.name for b in bad] == list(expected)  # label-file order
+    for b in bad:
+        assert expected[b.image.name] in b.reason, (b.image.name, b.reason)
+    assert image_problem(tmp_path / "good.jpg") is None
+    assert image_problem(tmp_path) == "a folder, not an image file"
+
+
+def test_cli_data_check_lists_bad_images_then_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xcompress.cli.main import main
+
+    expected = _bad_image_set(tmp_path)
+    assert main(["data", "check", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{tmp_path.name}: rec, 6 samples")
+    assert [Path(ln.split(": ")[0]).name for ln in lines[1:]] == list(expected)
+    assert err.count("\n") == 1 and err.startswith("error: 5 of 6 images")
+    assert "--skip-bad" in err and "Traceback" not in err
+    (tmp_path / "label.txt").write_text("good.jpg\tabc\n", encoding="utf-8")
+    assert main(["data", "check", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"{tmp_path.name}: rec, 1 samples, labels in {tmp_path}/label.txt"]
+    assert err == ""
+
+
+# ----------------------------------------------------------------------------- wrong task / input
+
+
+def _write_labels(root: Path, labels: list[str]) -> None:
+    names = [f"{i}.png" for i in range(len(labels))]
+    _touch_images(root, names)
+    lines = "".join(f"{n}\t{lab}\n" for n, lab in zip(names, labels, strict=True))
+    (root / "label.txt").write_text(lines, encoding="utf-8")
+
+
+BOX = '[{"transcription": "A", "points": [[0, 0], [4, 0], [4, 4], [0, 4]]}]'
+
+
+@pytest.mark.parametrize(
+    ("labels", "task", "looks"),
+    [
+        (["0", "180", "0"], "rec", "cls"),
+        ([BOX, BOX, "[]"], "rec", "det"),
+        ([BOX, "[]"], "cls", "det"),
+        (["hello", "world"], "det", "rec"),
+        (["0", "180"], "det", "cls"),
+        (["hello", "world", "0"], "cls", "rec"),
+    ],
+)
+def test_labels_of_another_task_are_refused(
+    tmp_path: Path, labels: list[str], task: str, looks: str
+) -> None:
+    from xcompress.data import TaskMismatchError
+
+    _write_labels(tmp_path, labels)
+    with pytest.raises(TaskMismatchError) as e:
+        load_dataset(tmp_path, task=task)
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path} looks like a {looks} set (")
+    assert f"not a {task} set: pass a" in msg and "\n" not in msg
+    assert load_dataset(tmp_path).task == looks  # inference still reads it as what it is
+
+
+def test_few_digit_labels_and_odd_lines_are_not_a_task_mismatch(tmp_path: Path) -> None:
+    _write_labels(tmp_path / "digits", ["0", "180"])  # could be a tiny set of numbers
+    assert load_dataset(tmp_path / "digits", task="rec").task == "rec"
+    _write_labels(tmp_path / "cls", ["0", "180", "90"])  # a cls set with one bad line
+    with pytest.raises(DataError, match=r"label.txt:3: direction label must be 0 or 180"):
+        load_dataset(tmp_path / "cls", task="cls")
+    _write_labels(tmp_path / "det", [BOX, '[{"points": '])  # a det set with broken JSON
+    with pytest.raises(DataError, match=r"label.txt:2: detection label is not valid JSON"):
+        load_dataset(tmp_path / "det", task="det")
+    with pytest.raises(DataError, match="task must be rec, det or cls"):
+        load_dataset(tmp_path / "det", task="bogus")  # type: ignore[arg-type]
+
+
+def test_image_or_model_given_as_data_set(tmp_path: Path) -> None:
+    (img,) = _touch_images(tmp_path, ["a.png"])
+    renamed = tmp_path / "scan"
+    renamed.write_bytes(img.read_bytes())
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"\x08\x07\x12\x04onnx")
+    for path, kind in ((img, "an image"), (renamed, "an image"), (model, "a model")):
+        with pytest.raises(DataError) as e:
+            load_dataset(path)
+        assert str(e.value) == (
+            f"{path} is {kind} file, not a data set: "
+            "pass the folder holding label.txt (or the label file)"
+        )
+    (tmp_path / "label.txt").write_bytes(b"a.png\t\xff\xfe\n")
+    with pytest.raises(DataError, match="not UTF-8 text"):
+        load_dataset(tmp_path)
+    (tmp_path / "label.txt").unlink()
+    with pytest.raises(DataError, match="is a model folder, not a data set"):
+        load_dataset(tmp_path)
+
+
+def test_rec_set_with_only_empty_labels_is_refused(tmp_path: Path) -> None:
+    _write_labels(tmp_path, ["", " "])
+    with pytest.raises(DataError, match="every label in .* is empty: write each image's text"):
+        load_dataset(tmp_path)
+    _write_labels(tmp_path, ["", "text"])  # a blank crop among real lines is fine
+    assert len(load_dataset(tmp_path, task="rec")) == 2

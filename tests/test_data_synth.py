@@ -133,7 +133,12 @@ def test_refuses_non_empty_out(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not empty"):
         generate(_cfg("rec", 1), out)
     generate(_cfg("rec", 1), out, force=True)
-    assert not (out / "keep.txt").exists()
+    assert (out / "keep.txt").read_text() == "x"  # --force never deletes the user's files
+    assert len(load_dataset(out)) == 1
+    generate(_cfg("rec", 2), out)  # a previous synth output is replaced without --force
+    assert len(load_dataset(out)) == 2 and (out / "keep.txt").exists()
+    with pytest.raises(DataError, match="is a file"):
+        generate(_cfg("rec", 1), out / "keep.txt")
     assert [p.name for p in tmp_path.iterdir()] == ["set"]  # no temp folder left behind
 
 
@@ -147,12 +152,49 @@ def test_cli_synth_rec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert main(argv) == 0
     assert "wrote 3 lines" in capsys.readouterr().out
     assert len(load_dataset(out)) == 3
-    assert main(argv) == 2
-    assert "pass --force" in capsys.readouterr().err
+    assert main(argv) == 0  # re-run: replaces its own output
+    capsys.readouterr()
     assert main([*argv, "--lang", "xx", "--force"]) == 2
     assert "unknown language" in capsys.readouterr().err
     assert main(["data", "check", str(out)]) == 0
     assert "rec, 3 samples" in capsys.readouterr().out
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("x")
+    assert main([*argv[:4], str(mine), *argv[5:]]) == 2
+    assert "pass --force" in capsys.readouterr().err
+
+
+def _one_error_line(err: str) -> str:
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--out", "/proc/xc-test"], "is not writable"),
+        (["--out", "/sys/xc-test"], "is not writable"),
+        (["--count", "0"], "--count must be at least 1"),
+        (["--charset", "{tmp}"], "is a folder: pass a PaddleOCR dict file"),
+        (["--charset", "{tmp}/m.onnx"], "is a model file: pass it as --model"),
+        (["--charset", "{tmp}/missing.txt"], "does not exist"),
+    ],
+)
+def test_cli_synth_user_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], needle: str
+) -> None:
+    from xcompress.cli.main import main
+
+    (tmp_path / "dict.txt").write_text("a\nb\n", encoding="utf-8")
+    (tmp_path / "m.onnx").write_bytes(b"\x08\x07")
+    argv = ["data", "synth", "rec", "--out", str(tmp_path / "out"), "--count", "2"]
+    argv += ["--charset", str(tmp_path / "dict.txt")]
+    argv += [a.format(tmp=tmp_path) for a in extra]  # later options win
+    before = sorted(tmp_path.iterdir())
+    assert main(argv) == 2
+    assert needle in _one_error_line(capsys.readouterr().err)
+    assert sorted(tmp_path.iterdir()) == before  # nothing written
 
 
 def test_interrupted_run_leaves_nothing(tmp_path: Path) -> None:

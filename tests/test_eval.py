@@ -188,3 +188,77 @@ def test_eval_agrees_with_independent_evaluator(rec_set, tmp_path):
     agree = json.loads(out.read_text())
     assert {r["metric"] for r in agree} >= {"line_accuracy", "cer", "hmean"}
     assert all(abs(r["ours"] - r["independent"]) <= 0.005 for r in agree)
+
+
+def _with_bad_images(folder: Path) -> Path:
+    """The first lines of LINES, with image 001 cut in half and image 003 empty."""
+    data = _write_set(folder, [(_line(t), t) for t in LINES[:5]])
+    good = (data / "001.png").read_bytes()
+    (data / "001.png").write_bytes(good[: len(good) // 2])
+    (data / "003.png").write_bytes(b"")
+    return data
+
+
+def test_eval_fails_on_a_bad_image_or_skips_it(rec_model, tmp_path):
+    data = _with_bad_images(tmp_path / "bad")
+    with pytest.raises(DataError) as e:
+        evaluate(rec_model, data, EvalConfig(progress=False))
+    msg = str(e.value)
+    assert msg.startswith("2 of 5 images cannot be used; first ") and "001.png: truncated" in msg
+    assert "--skip-bad" in msg
+    rep = evaluate(rec_model, data, EvalConfig(progress=False, skip_bad=True))
+    assert rep.n_samples == 3 and rep.data.count == 3 and rep.data.total == 5
+    assert [(Path(s.image).name, s.reason.split(" ")[0]) for s in rep.data.skipped] == [
+        ("001.png", "truncated"),
+        ("003.png", "empty"),
+    ]
+    assert rep.metrics["line_accuracy_nospace"] >= 0.66
+
+
+def test_cli_eval_skip_bad_reports_skipped_files(rec_model, tmp_path, capsys):
+    data = _with_bad_images(tmp_path / "bad")
+    out = tmp_path / "report.json"
+    args = ["eval", str(rec_model.path.parent), "--data", str(data), "--json", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: 2 of 5 images") and err.count("\n") == 1
+    assert not out.exists()
+    assert main([*args, "--skip-bad"]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped" in printed and "001.png: truncated" in printed
+    rep = json.loads(out.read_text(encoding="utf-8"))
+    assert [Path(s["image"]).name for s in rep["data"]["skipped"]] == ["001.png", "003.png"]
+    assert rep["n_samples"] == 3
+
+
+def test_eval_refuses_a_cls_set_for_a_recognizer(rec_model, tmp_path):
+    rows = [(_line(t), lab) for t, lab in zip(LINES[:4], ["0", "180", "0", "0"], strict=True)]
+    data = _write_set(tmp_path / "cls", rows)
+    with pytest.raises(DataError, match=r"looks like a cls set \(all 4 labels are 0 or 180\)"):
+        evaluate(rec_model, data, EvalConfig(progress=False))
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--json", "{tmp}"], "--json {tmp} is a folder"),
+        (["--limit", "0"], "--limit must be at least 1"),
+        (["--threads", "0"], "--threads must be at least 1"),
+        (["--task", "bogus"], "--task must be rec, det or cls"),
+    ],
+)
+def test_cli_eval_argument_mistakes_fail_before_any_work(
+    rec_model, tmp_path, capsys, extra, needle
+):
+    # --data does not exist: each mistake must be reported before the data set is read
+    args = ["eval", str(rec_model.path.parent), "--data", str(tmp_path / "none")]
+    assert main([*args, *[a.format(tmp=tmp_path) for a in extra]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert needle.format(tmp=tmp_path) in err
+
+
+def test_cli_eval_image_file_as_data(rec_set, rec_model, capsys):
+    args = ["eval", str(rec_model.path.parent), "--data", str(rec_set / "000.png")]
+    assert main(args) == 2
+    assert "is an image file, not a data set" in capsys.readouterr().err

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from xcompress.data import BadImage, Dataset
 
 data_app = typer.Typer(
     name="data",
@@ -33,7 +36,8 @@ def register(app: typer.Typer) -> None:
 
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder to create (must be new/empty).")]
-CountOpt = Annotated[int, typer.Option("--count", "-n", min=1, help="Number of images.")]
+# --count is checked by SynthConfig (one error line), not by typer (a usage box).
+CountOpt = Annotated[int, typer.Option("--count", "-n", help="Number of images (at least 1).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Base seed; same seed, same data.")]
 LangOpt = Annotated[str, typer.Option("--lang", help="Text language: en, zh or mix.")]
 ModelOpt = Annotated[
@@ -44,7 +48,10 @@ CharsetOpt = Annotated[
     Path | None,
     typer.Option("--charset", help="PaddleOCR dict file (one char per line); overrides --model."),
 ]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Replace a non-empty --out.")]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Write into a non-empty --out (other files are kept).")
+]
+_TASKS = ("rec", "det", "cls")
 
 
 def _charset(model: str, charset: Path | None) -> tuple[str, ...] | None:
@@ -67,7 +74,11 @@ def _run_synth(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from xcompress.data.synth import SynthConfig, generate
+    from xcompress.data.synth.generator import SYNTH_COMMAND
+    from xcompress.fsutil import prepare_output_dir
 
+    # Refuse a bad --out now, before a model is pulled for its charset or images are drawn.
+    prepare_output_dir(out, SYNTH_COMMAND, force=force)
     cfg = SynthConfig(
         task=task,
         count=count,
@@ -140,20 +151,53 @@ def check(
         str | None, typer.Option("--task", help="rec, det or cls (default: infer).")
     ] = None,
 ) -> None:
-    """Read a data set, report its size, and (with --model) characters the model cannot output."""
+    """Read a data set, decode every image, and (with --model) check the labels' characters.
+
+    Prints one line per unusable image (missing, empty, truncated, not an image) and fails
+    if there is any.
+    """
     from xcompress.data import check_charset, load_dataset
     from xcompress.data.charset import charset_from_model
     from xcompress.errors import DataError
 
-    if task not in (None, "rec", "det", "cls"):
+    if task not in (None, *_TASKS):
         raise DataError(f"--task must be rec, det or cls, not {task!r}")
-    ds = load_dataset(path, task)  # type: ignore[arg-type]
+    # Missing images are reported with the other bad files, one line each.
+    ds = load_dataset(path, task, check_images=False)  # type: ignore[arg-type]
+    chars = charset_from_model(model) if model is not None else None  # bad --model: fail now
     print(f"{ds.name}: {ds.task}, {len(ds)} samples, labels in {ds.label_file}")
+    bad = _bad_images(ds)
+    for b in bad:
+        print(f"{b.image}: {b.reason}")
+    report = None
     if model is not None:
-        chars = charset_from_model(model)
         if chars is None:
             print(f"{model} has no charset: nothing to check")
-            return
-        report = check_charset(ds, chars)
-        print(report.summary())
-        report.raise_if_missing(model)
+        else:
+            report = check_charset(ds, chars)
+            print(report.summary())
+    if bad:
+        missing = sum(b.reason == "missing" for b in bad)
+        where = f" (paths are relative to {ds.root})" if missing else ""
+        raise DataError(
+            f"{len(bad)} of {len(ds)} images in {ds.label_file} cannot be used{where}: "
+            "replace them or remove their lines, or pass --skip-bad to xcompress eval"
+        )
+    if report is not None:
+        report.raise_if_missing(model or "the model")
+
+
+def _bad_images(ds: Dataset) -> list[BadImage]:
+    """Decode every image of ``ds`` in parallel; a transient progress bar on a TTY only."""
+    from xcompress.data import find_bad_images
+
+    images = [s.image for s in ds.samples]
+    if not sys.stderr.isatty():
+        return find_bad_images(images)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        job = bar.add_task("check images", total=len(images))
+        return find_bad_images(images, advance=lambda n: bar.advance(job, n))

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from xcompress.cli.options import CharsetOpt, TaskOpt
+
 # Metrics shown first, per task; the rest of the report's metrics follow.
 _HEADLINE = {
     "rec": ("line_accuracy", "cer", "line_accuracy_nospace", "cer_nospace", "ned"),
@@ -22,40 +24,70 @@ def register(app: typer.Typer) -> None:
     app.command("eval")(eval_command)
 
 
+def _check_ranges(**values: int | None) -> None:
+    """One error line for an out-of-range number (``--limit 0``, ``--threads 0``, ...)."""
+    from xcompress.errors import XCompressError
+
+    lowest = {"threads": 1, "batch_size": 1, "failures": 0, "limit": 1}
+    for name, value in values.items():
+        if value is not None and value < lowest[name]:
+            flag = "--" + name.replace("_", "-")
+            raise XCompressError(f"{flag} must be at least {lowest[name]}, got {value}")
+
+
 def eval_command(
     model: Annotated[str, typer.Argument(help="Zoo name, model folder, or model file.")],
     data: Annotated[Path, typer.Option("--data", help="Folder with a PaddleOCR label.txt.")],
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the full report as JSON here.")
     ] = None,
-    task: Annotated[
-        str | None, typer.Option("--task", help="rec, det or cls (needed for a bare file).")
+    task: TaskOpt = None,
+    charset: CharsetOpt = None,
+    # Ranges are checked below (one error line) rather than by typer (a usage box).
+    threads: Annotated[int | None, typer.Option("--threads", help="At least 1.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="At least 1.")] = 1,
+    failures: Annotated[int, typer.Option("--failures", help="Show the N worst.")] = 0,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Evaluate the first N samples.")
     ] = None,
-    threads: Annotated[int | None, typer.Option("--threads", min=1)] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 1,
-    failures: Annotated[int, typer.Option("--failures", min=0, help="Show the N worst.")] = 0,
-    limit: Annotated[int | None, typer.Option("--limit", min=1)] = None,
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad", help="Skip images that cannot be used (missing, truncated, ...)."
+        ),
+    ] = False,
 ) -> None:
     """Evaluate MODEL on --data: line accuracy / CER (rec), P/R/Hmean (det), accuracy (cls).
 
     Example: xcompress eval ppocr-v4-rec --data data/rec_val --json eval.json --failures 5
     """
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from xcompress.errors import XCompressError
     from xcompress.eval import EvalConfig, evaluate
+    from xcompress.fsutil import prepare_output_file
 
     if task is not None and task not in _HEADLINE:
         raise XCompressError(f"--task must be rec, det or cls, not {task!r}")
+    _check_ranges(threads=threads, batch_size=batch_size, failures=failures, limit=limit)
+    if json_out is not None:  # a folder or unwritable path fails now, not after the run
+        prepare_output_file(json_out, "--json")
     config = EvalConfig(
         threads=threads,
         batch_size=batch_size,
         limit=limit,
         failures=max(failures, 10),  # the JSON keeps at least 10 for later inspection
         task=task,  # type: ignore[arg-type]
+        skip_bad=skip_bad,
     )
-    report = evaluate(model, data, config)
+    target: str | object = model
+    if charset is not None:
+        from xcompress.artifact import resolve_model
+
+        target = resolve_model(model, task, charset)  # type: ignore[arg-type]
+    report = evaluate(target, data, config)  # type: ignore[arg-type]
 
     console = Console()
     table = Table(title=f"{report.model.name} on {report.data.path}", show_header=False)
@@ -69,6 +101,9 @@ def eval_command(
     s = report.settings
     table.add_section()
     table.add_row("samples", f"{report.data.count} of {report.data.total}")
+    skipped = report.data.skipped
+    if skipped:
+        table.add_row("skipped", f"{len(skipped)} images that cannot be used")
     table.add_row("model", f"{report.model.path} (sha256 {report.model.sha256[:12]})")
     table.add_row("runtime", f"{s.runtime} {s.runtime_version}, threads {s.threads or 'default'}")
     table.add_row("batch size", str(s.batch_size))
@@ -76,6 +111,12 @@ def eval_command(
     table.add_row("time", f"{s.seconds:.1f} s")
     console.print(table)
 
+    if skipped:
+        names = "; ".join(f"{Path(k.image).name}: {k.reason}" for k in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        console.print(
+            f"[yellow]skipped {len(skipped)} images:[/] {escape(names)}{more}", highlight=False
+        )
     if report.charset_mismatch:
         cm = report.charset_mismatch
         console.print(

@@ -1,15 +1,18 @@
 """Data sets: PaddleOCR-format labels (read, write, check) and synthetic generators.
 
 Example:
-    >>> from xcompress.data import load_dataset, check_charset   # doctest: +SKIP
+    >>> from xcompress.data import load_dataset, check_charset, find_bad_images  # doctest: +SKIP
     >>> ds = load_dataset("data/rec_val")                          # doctest: +SKIP
     >>> check_charset(ds, card.charset).raise_if_missing()         # doctest: +SKIP
+    >>> find_bad_images(s.image for s in ds)                       # doctest: +SKIP
+    [BadImage(image=PosixPath('.../000007.jpg'), reason='empty file (0 bytes)')]
 
 The synthetic generators live in :mod:`xcompress.data.synth` (imported on demand: they pull
 in PIL and OpenCV).
 """
 
 from xcompress.data.labels import (
+    BadImage,
     CharsetReport,
     ClsSample,
     Dataset,
@@ -17,9 +20,12 @@ from xcompress.data.labels import (
     RecSample,
     Sample,
     Task,
+    TaskMismatchError,
     TextBox,
     check_charset,
+    find_bad_images,
     find_label_file,
+    image_problem,
     load_dataset,
     read_image,
     write_cls_labels,
@@ -29,6 +35,7 @@ from xcompress.data.labels import (
 )
 
 __all__ = [
+    "BadImage",
     "CharsetReport",
     "ClsSample",
     "Dataset",
@@ -36,9 +43,12 @@ __all__ = [
     "RecSample",
     "Sample",
     "Task",
+    "TaskMismatchError",
     "TextBox",
     "check_charset",
+    "find_bad_images",
     "find_label_file",
+    "image_problem",
     "load_dataset",
     "read_image",
     "write_cls_labels",

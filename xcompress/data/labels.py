@@ -16,10 +16,12 @@ Example:
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -38,6 +40,21 @@ LABEL_FILE_NAMES = ("label.txt", "Label.txt", "rec_gt.txt")
 #: Transcriptions PaddleOCR treats as "don't care" regions in detection labels.
 IGNORE_TRANSCRIPTIONS = ("###", "*")
 CLS_LABELS = ("0", "180")
+#: A set asked for as rec whose labels all read ``0`` or ``180`` is refused as a cls set only
+#: from this many samples on: one or two such lines could be a tiny set of digits, three or
+#: more that never read anything else are a direction-classification set.
+MIN_CLS_LOOKALIKE = 3
+TASKS: tuple[Task, ...] = ("rec", "det", "cls")
+#: File kinds that are often passed where a data set is expected, by suffix.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+MODEL_SUFFIXES = (".onnx", ".tflite", ".pt", ".pth", ".pdmodel", ".pdiparams", ".safetensors")
+# Leading bytes of the same kinds (a renamed file is recognised too).
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+_WHAT_SET = {
+    "rec": "a recognition set (lines 'image<TAB>text')",
+    "det": "a detection set (lines 'image<TAB>[{\"transcription\": ..., \"points\": ...}]')",
+    "cls": "a direction-classification set (lines 'image<TAB>0' or 'image<TAB>180')",
+}
 
 
 @dataclass(frozen=True)
@@ -121,19 +138,77 @@ class Dataset:
         return list(_texts(self))
 
 
+class TaskMismatchError(DataError):
+    """A data set whose labels contradict the task it was asked for (e.g. a cls set as rec).
+
+    Attributes:
+        path: the data set as given.
+        task: the task asked for.
+        looks: the task the labels look like.
+        evidence: why, e.g. ``"every label is 0 or 180"``.
+    """
+
+    def __init__(self, path: str, task: Task, looks: Task, evidence: str) -> None:
+        self.path, self.task, self.looks, self.evidence = path, task, looks, evidence
+        super().__init__(
+            f"{path} looks like a {looks} set ({evidence}), not a {task} set: "
+            f"pass {_WHAT_SET[task]}"
+        )
+
+
 # ----------------------------------------------------------------------------- reading
 
 
+def _file_kind(p: Path) -> str | None:
+    """``"image"`` / ``"model"`` when ``p`` is one (by suffix or leading bytes), else None."""
+    suffix = p.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in MODEL_SUFFIXES:
+        return "model"
+    try:
+        with open(p, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return None
+    if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return "image"
+    if head[4:8] == b"TFL3" or head.startswith(b"PK\x03\x04"):  # TFLite, torch zip
+        return "model"
+    return None
+
+
+def _not_a_data_set(p: Path, kind: str) -> DataError:
+    return DataError(
+        f"{p} is {'an' if kind == 'image' else 'a'} {kind} file, not a data set: "
+        "pass the folder holding label.txt (or the label file)"
+    )
+
+
 def find_label_file(path: str | os.PathLike[str]) -> Path:
-    """The label file of a data set given as a folder or as the label file itself."""
+    """The label file of a data set given as a folder or as the label file itself.
+
+    Raises:
+        DataError: missing path, a folder without a label file, or an image / model file
+            (or a model folder) given where a data set is expected.
+    """
     p = Path(path)
     if p.is_file():
+        kind = _file_kind(p)
+        if kind is not None:
+            raise _not_a_data_set(p, kind)
         return p
     if not p.exists():
         raise DataError(f"data set {p} does not exist: pass a folder holding label.txt")
+    if not p.is_dir():
+        raise DataError(f"{p} is not a file or folder: pass a folder holding label.txt")
     for name in LABEL_FILE_NAMES:
         if (p / name).is_file():
             return p / name
+    if (p / "xcompress.json").is_file() or any(p.glob("*.onnx")) or any(p.glob("*.tflite")):
+        raise DataError(
+            f"{p} is a model folder, not a data set: pass the folder holding label.txt"
+        )
     raise DataError(
         f"{p} has no label file ({', '.join(LABEL_FILE_NAMES)}): "
         "write one line per image as 'relative/path.jpg<TAB>label'"
@@ -161,6 +236,46 @@ def _infer_task(labels: Sequence[tuple[str, str]]) -> Task:
     if all(lab.strip() in CLS_LABELS for _, lab in labels):
         return "cls"
     return "rec"
+
+
+def _is_det_label(label: str) -> bool:
+    """A JSON list of objects (boxes), as det labels are; ``[]`` (a page without text) too."""
+    text = label.strip()
+    if not text.startswith("["):
+        return False
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(items, list) and all(isinstance(i, dict) for i in items)
+
+
+def _check_task_fits(task: Task, labels: Sequence[str], where: str) -> None:
+    """Refuse a set whose labels contradict ``task`` (asked for explicitly).
+
+    Only clear cases are refused, so real sets with odd lines still get their per-line
+    errors: det-looking means more than half the labels are JSON lists of boxes; cls-looking
+    for rec means every label is ``0``/``180`` (from :data:`MIN_CLS_LOOKALIKE` samples on);
+    rec-looking for det means no label starts with ``[``, for cls fewer than half are 0/180.
+    """
+    n = len(labels)
+    det_like = sum(_is_det_label(lab) for lab in labels)
+    cls_like = sum(lab.strip() in CLS_LABELS for lab in labels)
+    looks: tuple[Task, str] | None = None
+    if task != "det" and det_like * 2 > n:
+        looks = ("det", "its labels are JSON lists of boxes")
+    elif task == "rec" and cls_like == n and n >= MIN_CLS_LOOKALIKE:
+        looks = ("cls", f"all {n} labels are 0 or 180")
+    elif task == "det" and not any(lab.lstrip().startswith("[") for lab in labels):
+        looks = (
+            ("cls", "every label is 0 or 180")
+            if cls_like == n
+            else ("rec", "its labels are plain text, not JSON lists of boxes")
+        )
+    elif task == "cls" and cls_like * 2 < n:
+        looks = ("rec", f"{n - cls_like} of {n} labels are text, not 0 or 180")
+    if looks is not None:
+        raise TaskMismatchError(where, task, *looks)
 
 
 def _parse_points(raw: object, where: str) -> tuple[tuple[float, float], ...]:
@@ -226,7 +341,9 @@ def load_dataset(
     Args:
         path: folder holding ``label.txt`` (or ``Label.txt`` / ``rec_gt.txt``), or a label file.
         task: ``"rec"``, ``"det"`` or ``"cls"``; inferred from the labels when None
-            (a JSON list is det, only ``0``/``180`` is cls, anything else rec).
+            (a JSON list is det, only ``0``/``180`` is cls, anything else rec). When given,
+            labels that clearly belong to another task are refused
+            (:class:`TaskMismatchError`): a cls set asked for as rec would otherwise be scored.
         image_root: folder image paths are relative to; defaults to the label file's folder
             (or its parent, when that is where the first image is, as PPOCRLabel writes).
         check_images: check every image file exists (cheap: no decoding). Undecodable
@@ -236,22 +353,21 @@ def load_dataset(
         A :class:`Dataset` with absolute image paths.
 
     Raises:
-        DataError: missing folder/label file, empty set, malformed line (``file:line``),
-            bad JSON or points, missing images (the first one and how many).
+        DataError: missing folder/label file, an image or model file instead of a data set,
+            empty set, malformed line (``file:line``), bad JSON or points, missing images
+            (the first one and how many), labels of another task than ``task``, a rec set
+            whose labels are all empty.
 
     Example:
         >>> ds = load_dataset("data/det_val")   # doctest: +SKIP
         >>> ds.task, ds.samples[0].boxes[0].text  # doctest: +SKIP
         ('det', 'EXIT')
     """
+    if task is not None and task not in TASKS:
+        raise DataError(f"task must be rec, det or cls, not {task!r}")
     label_file = find_label_file(path)
     root = (Path(image_root) if image_root is not None else label_file.parent).absolute()
-    try:
-        text = label_file.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(
-            f"{label_file}: not UTF-8 text (byte {e.start}); save it as UTF-8"
-        ) from None
+    text = _read_label_text(label_file)
     rows: list[tuple[int, str, str]] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -267,10 +383,16 @@ def load_dataset(
         root = root.parent
     if task is None:
         task = _infer_task([(r, lab) for _, r, lab in rows])
+    else:
+        _check_task_fits(task, [lab for _, _, lab in rows], str(path))
     samples = tuple(
         _make_sample(task, root / rel, label, f"{label_file}:{lineno}")
         for lineno, rel, label in rows
     )
+    if task == "rec" and not any(s.text.strip() for s in samples):  # type: ignore[union-attr]
+        raise DataError(
+            f"every label in {label_file} is empty: write each image's text after the TAB"
+        )
     if check_images:
         missing = [s.image for s in samples if not s.image.is_file()]
         if missing:
@@ -280,6 +402,17 @@ def load_dataset(
             )
     name = label_file.parent.name if label_file.name in LABEL_FILE_NAMES else label_file.stem
     return Dataset(task=task, root=root, samples=samples, name=name, label_file=label_file)
+
+
+def _read_label_text(label_file: Path) -> str:
+    try:
+        return label_file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{label_file}: not UTF-8 text (byte {e.start}); save it as UTF-8"
+        ) from None
+    except OSError as e:
+        raise DataError(f"cannot read {label_file}: {e.strerror or e}") from None
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
@@ -299,12 +432,110 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         buf = np.fromfile(p, dtype=np.uint8)
     except OSError as e:
         raise DataError(f"cannot read image {p}: {e.strerror}") from None
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    if not buf.size:
+        raise DataError(f"image {p} is empty (0 bytes); replace or remove it")
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if img is None:
         raise DataError(
             f"cannot decode image {p}: not a readable JPEG/PNG/BMP; replace or remove it"
         )
     return img
+
+
+@dataclass(frozen=True)
+class BadImage:
+    """An image file that cannot be used, and why (``"missing"``, ``"truncated ..."``, ...)."""
+
+    image: Path
+    reason: str
+
+
+def _pil_problem(data: bytes) -> str | None:
+    """Why PIL cannot fully decode ``data``; None when it can or does not know the format.
+
+    PIL is strict where OpenCV is not: OpenCV builds may return a truncated JPEG with its
+    missing rows filled grey, PIL (with ``LOAD_TRUNCATED_IMAGES`` off, its default) raises.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # DecompressionBombWarning, EXIF warnings
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        return None  # OpenCV decides
+    except Exception as e:  # noqa: BLE001  PIL raises OSError, SyntaxError, ValueError, ...
+        msg = str(e).split("\n")[0]
+        if isinstance(e, EOFError) or "truncated" in msg.lower():
+            return "truncated (the file ends before the image data does)"
+        return f"corrupt image data ({msg or type(e).__name__})"
+    return None
+
+
+def image_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why an image file cannot be used, or None when it decodes fully.
+
+    Reasons: missing, a folder, unreadable, empty (0 bytes), not an image, truncated,
+    corrupt. A file passes only if PIL decodes it strictly (when PIL knows the format) and
+    OpenCV, which every command reads images with (:func:`read_image`), decodes it too.
+
+    Example:
+        >>> image_problem("data/rec_val/crops/000001.jpg")   # doctest: +SKIP
+        'truncated (the file ends before the image data does)'
+    """
+    import cv2
+    import numpy as np
+
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        return "missing"
+    except IsADirectoryError:
+        return "a folder, not an image file"
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if not data:
+        return "empty file (0 bytes)"
+    reason = _pil_problem(data)
+    if reason is not None:
+        return reason
+    if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is None:
+        if data.startswith(_IMAGE_MAGIC) or data[:4] == b"RIFF":
+            return "corrupt image data (OpenCV cannot decode it)"
+        return "not an image file (no JPEG/PNG/BMP/WebP/TIFF data)"
+    return None
+
+
+def find_bad_images(
+    images: Iterable[str | os.PathLike[str]],
+    *,
+    workers: int | None = None,
+    advance: Callable[[int], None] | None = None,
+) -> list[BadImage]:
+    """Decode every image (in a thread pool) and return those that cannot be used, in order.
+
+    Args:
+        images: image paths.
+        workers: decoding threads (default: the CPU count, at most 8). OpenCV and PIL
+            release the GIL while decoding.
+        advance: called with 1 after each image (e.g. a progress bar's advance).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [Path(p) for p in images]
+    pool = ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1))
+    bad: list[BadImage] = []
+    try:
+        for p, reason in zip(paths, pool.map(image_problem, paths), strict=True):
+            if reason is not None:
+                bad.append(BadImage(p, reason))
+            if advance is not None:
+                advance(1)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: do not decode the rest
+    return bad
 
 
 # ----------------------------------------------------------------------------- writing

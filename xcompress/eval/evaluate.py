@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import sys
 import time
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xcompress.artifact import Artifact, resolve_model
 from xcompress.errors import DataError, ModelError
@@ -19,9 +21,13 @@ from xcompress.eval.report import (
     EvalReport,
     ModelInfo,
     Settings,
+    SkippedImage,
 )
 from xcompress.eval.tasks import evaluator_for
 from xcompress.fsutil import sha256_file
+
+if TYPE_CHECKING:
+    from xcompress.data import Dataset, Sample
 
 log = logging.getLogger("xcompress.eval")
 
@@ -53,8 +59,8 @@ def cpu_model() -> str:
 
 @contextmanager
 def _progress(total: int, label: str, enabled: bool):
-    """Yield ``advance(n)``; a transient rich bar on stderr when enabled."""
-    if not enabled:
+    """Yield ``advance(n)``; a transient rich bar on stderr when enabled and a terminal."""
+    if not enabled or not sys.stderr.isatty():
         yield lambda n: None
         return
     from rich.console import Console
@@ -90,6 +96,53 @@ def _charset_check(dataset, artifact: Artifact) -> CharsetMismatch | None:
     )
 
 
+def _load(data: str | Path, task: str, artifact: Artifact) -> Dataset:
+    """The data set read as ``task``; labels of another task are refused, naming the model."""
+    from xcompress.data import TaskMismatchError, load_dataset
+
+    try:
+        # Images are checked (decoded) by _usable, so missing ones can be skipped too.
+        return load_dataset(data, task=task, check_images=False)  # type: ignore[arg-type]
+    except TaskMismatchError as e:
+        raise DataError(
+            f"{data} looks like a {e.looks} set ({e.evidence}) but {artifact.path} is a "
+            f"{task} model: pass a {task} data set, or a {e.looks} model"
+        ) from None
+
+
+def _usable(
+    samples: list[Sample], dataset: Dataset, config: EvalConfig
+) -> tuple[list[Sample], list[SkippedImage]]:
+    """Decode every image before any inference: fail on the first bad one, or skip them all.
+
+    A bad image fails in seconds rather than after part of the run, and a truncated JPEG
+    (which OpenCV may decode with grey rows) is caught instead of scored.
+    """
+    from xcompress.data import find_bad_images
+
+    with _progress(len(samples), "check images", config.progress) as advance:
+        bad = find_bad_images([s.image for s in samples], advance=advance)
+    if not bad:
+        return samples, []
+    first = bad[0]
+    where = f"; paths are relative to {dataset.root}" if first.reason == "missing" else ""
+    if not config.skip_bad:
+        raise DataError(
+            f"{len(bad)} of {len(samples)} images cannot be used; first {first.image}: "
+            f"{first.reason}{where}; replace them or remove their lines, or pass --skip-bad "
+            "to evaluate the others"
+        )
+    dropped = {b.image for b in bad}
+    kept = [s for s in samples if s.image not in dropped]
+    if not kept:
+        raise DataError(
+            f"none of the {len(samples)} images can be used; first {first.image}: "
+            f"{first.reason}{where}; list them all with `xcompress data check`"
+        )
+    log.info("skipped %d of %d images that cannot be used", len(bad), len(samples))
+    return kept, [SkippedImage(image=str(b.image), reason=b.reason) for b in bad]
+
+
 def evaluate(
     model: str | Path | Artifact, data: str | Path, config: EvalConfig | None = None
 ) -> EvalReport:
@@ -98,7 +151,8 @@ def evaluate(
     Args:
         model: zoo name, model folder, model file, or an :class:`Artifact`.
         data: folder with ``label.txt`` (rec, det or cls format) or the label file.
-        config: threads, batch size, limit, failures to keep, task override.
+        config: threads, batch size, limit, failures to keep, task override, whether to
+            skip unusable images.
 
     Returns:
         :class:`EvalReport`: ``metrics`` (rec: ``line_accuracy``, ``cer``, ``ned`` and their
@@ -106,14 +160,14 @@ def evaluate(
         ``accuracy``), the worst samples, and every setting that produced the numbers.
 
     Raises:
-        ModelError / DataError: unusable model, data set, or a task mismatch.
+        ModelError / DataError: unusable model, data set (labels of another task, an image
+            that cannot be used without ``skip_bad``), or a task mismatch.
 
     Example:
         >>> rep = evaluate("ppocr-v4-rec", "data/rec_val", EvalConfig(threads=2))  # doctest: +SKIP
         >>> round(rep.metrics["cer"], 4)                                            # doctest: +SKIP
         0.0123
     """
-    from xcompress.data import load_dataset
     from xcompress.runtime import open_runner
 
     config = config or EvalConfig()
@@ -121,15 +175,11 @@ def evaluate(
     task = artifact.card.task
     if config.task is not None and config.task != task:
         raise ModelError(f"{artifact.path} is a {task} model, not {config.task}")
-    # Label lines alone cannot tell a rec set of digits from a cls set, but a JSON list of
-    # boxes is always det: refuse only the mismatches that are certain.
-    inferred = load_dataset(data, check_images=False).task
-    if "det" in (inferred, task) and inferred != task:
-        raise DataError(f"{data} is a {inferred} data set but the model is a {task} model")
-    dataset = load_dataset(data, task=task)
+    dataset = _load(data, task, artifact)
     samples = list(dataset.samples[: config.limit] if config.limit else dataset.samples)
     if not samples:
         raise DataError(f"{data} has no samples to evaluate")
+    samples, skipped = _usable(samples, dataset, config)
     mismatch = _charset_check(dataset, artifact)
 
     runner = open_runner(artifact.path, threads=config.threads)
@@ -152,7 +202,9 @@ def evaluate(
             sha256=sha256_file(artifact.path),
             format=card.format,
         ),
-        data=DataInfo(path=str(data), count=len(samples), total=len(dataset.samples)),
+        data=DataInfo(
+            path=str(data), count=len(samples), total=len(dataset.samples), skipped=skipped
+        ),
         settings=Settings(
             threads=config.threads,
             batch_size=config.batch_size if task != "det" else 1,

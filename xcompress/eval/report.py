@@ -30,6 +30,9 @@ class EvalConfig(_Frozen):
         failures: how many of the worst samples to keep in the report.
         task: expected task; checked against the model card and the data set.
         progress: show a progress bar on stderr.
+        skip_bad: leave out images that cannot be used (missing, empty, truncated, not an
+            image) and list them in the report; by default the first one fails the run,
+            before any inference.
     """
 
     threads: int | None = None
@@ -38,6 +41,7 @@ class EvalConfig(_Frozen):
     failures: int = Field(default=10, ge=0)
     task: Task | None = None
     progress: bool = True
+    skip_bad: bool = False
 
 
 class Failure(_Frozen):
@@ -58,10 +62,18 @@ class ModelInfo(_Frozen):
     format: str
 
 
+class SkippedImage(_Frozen):
+    """An image left out of the evaluation (``EvalConfig.skip_bad``), and why."""
+
+    image: str
+    reason: str
+
+
 class DataInfo(_Frozen):
     path: str
     count: int  # samples evaluated
     total: int  # samples in the label file
+    skipped: list[SkippedImage] = Field(default_factory=list)  # unusable images left out
 
 
 class CharsetMismatch(_Frozen):

@@ -52,11 +52,20 @@ def evaluator_for(task: str) -> TaskEvaluator:
 
 
 def _image_size(path) -> tuple[int, int]:
-    """(h, w) from the file header, without decoding pixels (for sorting by aspect ratio)."""
+    """(h, w) from the file header, without decoding pixels (for sorting by aspect ratio).
+
+    A file PIL cannot open is decoded with :func:`~xcompress.data.read_image`, which
+    raises a one-line :class:`~xcompress.errors.DataError` if OpenCV cannot read it either.
+    """
     from PIL import Image
 
-    with Image.open(path) as im:
-        w, h = im.size
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception:  # noqa: BLE001  PIL raises OSError, SyntaxError, ValueError, ...
+        from xcompress.data import read_image
+
+        h, w = read_image(path).shape[:2]
     return h, w
 
 

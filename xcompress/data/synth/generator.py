@@ -45,11 +45,13 @@ from xcompress.data.synth.corpus import LANGS, draw_text, fit_text, random_text
 from xcompress.data.synth.fonts import FontSpec, coverage, discover_fonts
 from xcompress.data.synth.render import composite, render_line
 from xcompress.errors import DataError
-from xcompress.fsutil import atomic_dir, write_json
+from xcompress.fsutil import atomic_dir, output_owner, write_json
 
 SynthTask = Literal["rec", "det", "cls"]
 _TASK_ID = {"rec": 1, "det": 2, "cls": 3}
 _CJK_START = 0x2E80
+#: The command name recorded in the output folder (a re-run may replace its own output).
+SYNTH_COMMAND = "data synth"
 
 
 @dataclass(frozen=True)
@@ -448,21 +450,29 @@ def generate(
 
     Args:
         cfg: what to generate.
-        out: destination folder; must be absent or empty unless ``force``.
-        force: replace an existing non-empty ``out``.
+        out: destination folder; must be absent, empty, or a previous ``data synth`` output
+            (replaced) unless ``force``.
+        force: write into a non-empty ``out``; files this generator did not write are kept.
         progress: called with 1 after each image (e.g. a progress bar's advance).
 
     Returns:
         The written data set, as :func:`xcompress.data.load_dataset` would read it.
     """
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} is a file, not a folder: choose another --out")
+    if (
+        out.is_dir()
+        and any(out.iterdir())
+        and not force
+        and output_owner(out) != SYNTH_COMMAND
+    ):
         raise DataError(f"{out} exists and is not empty: choose another --out or pass --force")
     fonts = _fonts(cfg)
     picker = TextPicker(fonts, cfg.lang, cfg.charset)
     make = _MAKERS[cfg.task]
     samples = []
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, command=SYNTH_COMMAND) as tmp:
         (tmp / "images").mkdir()
         for i in range(cfg.count):
             rng = cfg.rng(i)
