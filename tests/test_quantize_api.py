@@ -4,76 +4,20 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 pytest.importorskip("onnxruntime")
 
+from tiny_models import CHARSET, rec_set, tiny_rec  # noqa: E402
+
 from xcompress.artifact import Artifact  # noqa: E402
-from xcompress.card import ModelCard, default_postprocess, default_preprocess  # noqa: E402
+from xcompress.card import ModelCard  # noqa: E402
 from xcompress.errors import BudgetError, DataError, ModelError  # noqa: E402
 from xcompress.quantize import QuantizeConfig  # noqa: E402
 
-CHARSET = ["a", "b", "c", " "]
 FAST = dict(plans=("int8-all",), latency_runs=3, threads=1)
-
-
-def _tiny_rec(path):
-    """(N,3,48,W) -> Conv(k=48x4, s=4) -> HardSwish as exported -> (N,T,C) softmax."""
-    import onnx
-
-    rng = np.random.default_rng(0)
-    c = len(CHARSET) + 1
-    nodes = [
-        helper.make_node("Conv", ["x", "w", "b"], ["f"], kernel_shape=[48, 4], strides=[48, 4]),
-        helper.make_node("Add", ["f", "three"], ["a"]),
-        helper.make_node("Clip", ["a", "zero", "six"], ["cl"]),
-        helper.make_node("Mul", ["f", "cl"], ["m"]),
-        helper.make_node("Div", ["m", "six"], ["h"]),
-        helper.make_node("Squeeze", ["h"], ["s"], axes=[2]),
-        helper.make_node("Transpose", ["s"], ["t"], perm=[0, 2, 1]),
-        helper.make_node("MatMul", ["t", "fc"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["probs"], axis=2),
-    ]
-    inits = [
-        numpy_helper.from_array(rng.standard_normal((16, 3, 48, 4)).astype(np.float32) * 0.05, "w"),
-        numpy_helper.from_array(rng.standard_normal(16).astype(np.float32) * 0.1, "b"),
-        numpy_helper.from_array(rng.standard_normal((16, c)).astype(np.float32), "fc"),
-        numpy_helper.from_array(np.array(3.0, np.float32), "three"),
-        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
-        numpy_helper.from_array(np.array(6.0, np.float32), "six"),
-    ]
-    g = helper.make_graph(
-        nodes, "tinyrec",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 48, "w"])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["n", "t", c])],
-        inits,
-    )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)])
-    m.ir_version = 7
-    onnx.checker.check_model(m)
-    onnx.save(m, path)
-    card = ModelCard(name="tinyrec", task="rec", file=path.name,
-                     preprocess=default_preprocess("rec"), postprocess=default_postprocess("rec"),
-                     charset=CHARSET)
-    card.save(path.parent)  # xcompress.json beside the model, as a user folder would have
-    return Artifact(path, card)
-
-
-def _rec_set(folder, n=12):
-    import cv2
-
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(1)
-    lines = []
-    for i in range(n):
-        w = int(rng.integers(60, 300))  # lines of different widths
-        img = rng.integers(0, 255, (32, w, 3), dtype=np.uint8)
-        cv2.imwrite(str(folder / f"{i}.png"), img)
-        lines.append(f"{i}.png\tab c")
-    (folder / "label.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return folder
+_tiny_rec, _rec_set = tiny_rec, rec_set
 
 
 @pytest.fixture

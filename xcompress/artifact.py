@@ -86,6 +86,10 @@ def infer_card(path: Path, task: Task, charset_file: str | Path | None = None) -
 
     charset = None
     fmt = {".onnx": "onnx", ".tflite": "tflite", ".pt": "torch"}[path.suffix.lower()]
+    if fmt == "onnx":  # the task's shape contract first: it says more than "no charset"
+        from xcompress.contract import check_onnx_contract
+
+        check_onnx_contract(path, task)
     if task == "rec" and fmt == "onnx":
         if charset_file is not None:
             charset = charset_for_model(charset_file, _num_classes(path, onnx_num_classes),

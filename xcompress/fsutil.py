@@ -175,7 +175,8 @@ def atomic_dir(dest: str | os.PathLike[str], command: str | None = None) -> Iter
 
     With ``command`` (a user's ``--out``; check it first with :func:`prepare_output_dir`),
     nothing the command did not write is ever deleted: if ``dest`` holds only this
-    command's previous output it is replaced whole; otherwise each new entry is moved in
+    command's previous output it is replaced whole; otherwise (an empty folder, which may be
+    the working directory, or one holding the user's files) each new entry is moved in
     beside the user's files, replacing only same-named entries, and entries of the previous
     output that this run did not write again are removed. An output mark records which
     entries are the command's own.
@@ -196,7 +197,7 @@ def atomic_dir(dest: str | os.PathLike[str], command: str | None = None) -> Iter
         same = old_mark is not None and old_mark.get("command") == command
         own = set(old_mark["files"]) | {OUTPUT_MARK} if same else set()
         present = {p.name for p in dest.iterdir()} if dest.is_dir() else set()
-        if not present or command is None or (same and present <= own):
+        if not dest.exists() or command is None or (same and present and present <= own):
             if dest.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old",
                                             dir=dest.parent))

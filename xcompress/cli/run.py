@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from xcompress.cli.options import ForceOpt
+
 
 def register(app: typer.Typer) -> None:
     app.command("run")(run)
@@ -15,6 +17,7 @@ def register(app: typer.Typer) -> None:
 def run(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/demo.yaml.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (re-running resumes).")],
+    force: ForceOpt = False,
 ) -> None:
     """Run a recipe: pull the model, make the data, run each step, print the before/after table.
 
@@ -22,5 +25,5 @@ def run(
     """
     from xcompress.pipeline import load_recipe, run_recipe
 
-    summary = run_recipe(load_recipe(recipe), out)
+    summary = run_recipe(load_recipe(recipe), out, force=force)
     typer.echo(f"report: {summary.out_dir / 'report.md'}")

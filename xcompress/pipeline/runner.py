@@ -11,7 +11,7 @@ from typing import Any
 
 from xcompress.artifact import Artifact, resolve_model
 from xcompress.errors import XCompressError
-from xcompress.fsutil import write_json, write_text
+from xcompress.fsutil import mark_output, prepare_output_dir, write_json, write_text
 from xcompress.pipeline.recipe import DataSpec, Recipe
 from xcompress.pipeline.steps import get_step
 
@@ -111,13 +111,18 @@ def _metrics_of(report) -> dict[str, float]:
     return {k: float(v) for k, v in report.metrics.items() if k in keep}
 
 
-def run_recipe(recipe: Recipe, out_dir: str | Path) -> RunSummary:
+#: what a run folder holds (its output mark lists these)
+RUN_ENTRIES = ("data", "steps", "report.json", "report.md", "manifest.json")
+
+
+def run_recipe(recipe: Recipe, out_dir: str | Path, force: bool = False) -> RunSummary:
     """Run ``recipe`` into ``out_dir`` and print the before/after table.
 
     Args:
         recipe: a validated :class:`Recipe` (see :func:`load_recipe`).
         out_dir: the run folder; data, step outputs and reports go below it. A second run
             with the same recipe reuses data and finished steps (resume after interruption).
+            A non-empty folder that is not a run folder is refused unless ``force``.
 
     Returns:
         :class:`RunSummary` with the table rows and the report written to ``report.json``.
@@ -127,8 +132,9 @@ def run_recipe(recipe: Recipe, out_dir: str | Path) -> RunSummary:
     from xcompress.profile import ProfileConfig, get_profiler
     from xcompress.profile.run import default_shape
 
-    out = Path(out_dir)
+    out = prepare_output_dir(out_dir, "run", force=force)
     out.mkdir(parents=True, exist_ok=True)
+    mark_output(out, "run", RUN_ENTRIES)
     t_start = time.perf_counter()
     _say(f"recipe {recipe.name}: model {recipe.model}")
     original = resolve_model(recipe.model)

@@ -237,6 +237,9 @@ def quantize(
         signal = get_signal(task, cfg.metric)
     except KeyError as e:
         raise XCompressError(str(e.args[0])) from None
+    for path, what in [*(((calib_path, "calibration set"),) if calib_path else ()),
+                       *((p, "eval set") for p in eval_paths)]:
+        _load_samples(path, task, what)  # every data set is checked before any work
     log(f"model {card.name} ({task}, opset {opset_of(orig)}, "
         f"{art.path.stat().st_size / 1e6:.1f} MB)")
 
