@@ -306,3 +306,39 @@ def test_readme_never_points_two_commands_at_one_folder():
         out = m.group(2)
         assert owners.setdefault(out, command) == command, (
             f"README writes {out} with `xcompress {owners[out]}` and `xcompress {command}`")
+
+
+# -- help text ----------------------------------------------------------------------------
+
+
+def _commands():
+    from xcompress.cli.main import _command
+
+    def walk(cmd, path):
+        yield path, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    return list(walk(_command(), []))
+
+
+def test_every_option_is_described():
+    missing = [f"xcompress {' '.join(path)} {p.opts or p.name}"
+               for path, cmd in _commands() for p in cmd.params if not getattr(p, "help", None)]
+    assert not missing
+
+
+@pytest.mark.parametrize("path", [p for p, _ in _commands()], ids=lambda p: " ".join(p) or "root")
+def test_help_is_plain(path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main([*path, "-h"]) == 0
+    out = capsys.readouterr().out
+    assert "Usage:" in out
+    assert not re.search(r"<(bool|str|path|int|float|list\[)", out, re.I), out
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"xcompress {version('xcompress')}"

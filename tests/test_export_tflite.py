@@ -224,7 +224,7 @@ def test_export_writes_card_and_report(rec_exports):
     _, arts = rec_exports
     folder = arts["int8"].path.parent
     assert sorted(p.name for p in folder.iterdir()) == [
-        "model.tflite", "report.json", "report.md", CARD_NAME]  # fmt: skip
+        ".xcompress-output.json", "model.tflite", "report.json", "report.md", CARD_NAME]
     card = ModelCard.load(folder)
     assert (card.format, card.step, card.file) == ("tflite", "export-tflite", "model.tflite")
     assert card.charset == CHARSET and card.parent == "0" * 64
@@ -418,3 +418,148 @@ def test_exact_range_patterns_select_the_svtr_neck_only():
     assert any(p.search(neck) for p in pats)
     assert not any(p.search(backbone) for p in pats)
     assert exact_range_patterns(TinyRec()) == ()
+
+
+# ------------------------------------------------------------------ accuracy budget, warnings
+
+
+def test_accuracy_check_signs_the_drop_by_metric_direction():
+    from xcompress.export.tflite import accuracy_check
+
+    rec = accuracy_check("rec", {"cer_nospace": 0.01}, {"cer_nospace": 0.049}, 0.005)
+    assert rec is not None and rec["metric"] == "cer_nospace" and not rec["higher_is_better"]
+    assert rec["drop"] == pytest.approx(0.039) and rec["over_budget"]
+    det = accuracy_check("det", {"hmean": 0.90}, {"hmean": 0.898}, 0.005)
+    assert det is not None and det["drop"] == pytest.approx(0.002) and not det["over_budget"]
+    better = accuracy_check("cls", {"accuracy": 0.9}, {"accuracy": 0.95}, 0.0)
+    assert better is not None and better["drop"] < 0 and not better["over_budget"]
+    assert accuracy_check("rec", {"cer": 0.1}, {"cer": 0.2}, 0.005) is None  # no headline
+
+
+def test_export_warnings_name_the_drop_and_the_small_calibration():
+    from xcompress.export.tflite import accuracy_check, export_warnings
+
+    check = accuracy_check("rec", {"cer_nospace": 0.0}, {"cer_nospace": 0.039}, 0.005)
+    warns = export_warnings("rec", "int8", check, n_eval=16, n_calib=16)
+    assert len(warns) == 2 and all("\n" not in w for w in warns)
+    assert "3.90 points worse" in warns[0] and "0.50-point budget" in warns[0]
+    assert "16 lines only" in warns[1] and "at least 64" in warns[1]
+    ok = accuracy_check("rec", {"cer_nospace": 0.0}, {"cer_nospace": 0.004}, 0.005)
+    assert export_warnings("rec", "int8", ok, n_eval=200, n_calib=128) == []
+    assert export_warnings("det", "int8", None, 0, n_calib=8)[0].startswith(
+        "int8 accuracy not checked")  # fmt: skip
+    assert "4 pages only" in export_warnings("det", "int8", None, 0, n_calib=4)[0]
+    assert export_warnings("rec", "float32", None, 0) == []  # float: no calibration to check
+
+
+def test_max_drop_is_a_validated_setting():
+    from xcompress.export import get_exporter
+
+    ex = get_exporter("tflite")
+    assert ex.make_config({}).max_drop == 0.005
+    assert ex.make_config({"max_drop": 0.02}).max_drop == 0.02
+    with pytest.raises(ModelError, match="max_drop"):
+        ex.make_config({"max_drop": -0.1})
+
+
+def test_export_records_drop_and_warnings_in_card_and_report(rec_exports):
+    _, arts = rec_exports
+    for name in ("float", "int8"):
+        folder = arts[name].path.parent
+        notes = ModelCard.load(folder).notes
+        rep = json.loads((folder / "report.json").read_text())
+        acc = notes["tflite_accuracy"]
+        assert set(acc) == {"metric", "higher_is_better", "parent", "tflite", "drop", "max_drop",
+                            "n", "data"}  # fmt: skip
+        assert acc["metric"] == "cer_nospace" and acc["n"] == 4 and acc["max_drop"] == 0.005
+        assert acc["drop"] == pytest.approx(acc["tflite"] - acc["parent"])
+        assert rep["accuracy"]["drop"] == acc["drop"] and rep["warnings"] == notes["warnings"]
+        assert isinstance(notes["warnings"], list)
+    int8_notes = ModelCard.load(arts["int8"].path.parent).notes
+    assert int8_notes["tflite_calib_samples"] == 6  # calib_limit 6 < 64: warned
+    assert any("6 lines only" in w for w in int8_notes["warnings"])
+    float_notes = ModelCard.load(arts["float"].path.parent).notes
+    assert "tflite_calib_samples" not in float_notes  # a float export is not calibrated
+    assert not any("lines only" in w for w in float_notes["warnings"])
+    assert "Warnings:" in (arts["int8"].path.parent / "report.md").read_text()
+
+
+def test_int8_export_without_a_check_set_warns(rec_data, tmp_path):
+    from xcompress.export import get_exporter
+
+    cfg = {"widths": (32,), "calib": str(rec_data), "int8": True}  # all 10 used: none left
+    art = get_exporter("tflite").export(_source(TinyRec(), _rec_card()), cfg, tmp_path / "q")
+    notes = ModelCard.load(art.path.parent).notes
+    assert "tflite_accuracy" not in notes
+    assert any(w.startswith("int8 accuracy not checked") for w in notes["warnings"])
+
+
+def test_saturated_biases_counts_clipped_int32_values(rec_exports):
+    from xcompress.export.tflite import saturated_biases
+
+    _, arts = rec_exports
+    assert saturated_biases(arts["int8"].path.read_bytes()) == 0
+    rep = json.loads((arts["int8"].path.parent / "report.json").read_text())
+    assert rep["int32_bias_saturated"] == 0
+
+
+# ------------------------------------------------------------------ third-party noise
+
+
+def test_captured_stderr_hides_native_writes_and_lets_errors_through(capfd):
+    import os
+
+    from xcompress.quiet import captured_stderr
+
+    with captured_stderr() as cap:
+        os.write(2, b"I0000 00:00:1.5 42 port.cc:153] oneDNN custom operations are on\n")
+    assert "oneDNN" in cap.text and cap.tail() == ""  # INFO logs are not meaningful lines
+    with pytest.raises(RuntimeError, match="convert failed"):
+        with captured_stderr() as cap:
+            os.write(2, b"Running Calibration::  50%|#####     | 1/2 [00:00<?, ?it/s]\r")
+            os.write(2, b"E0000 00:00:00.250 42 convert.cc:9] unsupported op: Foo\n")
+            raise RuntimeError("convert failed")
+    assert cap.tail() == "convert.cc:9] unsupported op: Foo"
+    os.write(2, b"after\n")  # fd 2 is restored
+    err = capfd.readouterr().err
+    assert "oneDNN" not in err and "unsupported op" not in err and "after" in err
+
+
+def test_export_failure_carries_the_native_log():
+    from xcompress.export.tflite import _failure
+    from xcompress.quiet import Captured
+
+    cap = Captured("W1202 00:51:02.5 1 x.py:1] noise\nF0000 00:00:00.3 7 lower.cc:88] Check "
+                   "failed: rank == 4\n")  # fmt: skip
+    err = _failure("litert-torch cannot convert Net", ValueError("bad graph\ndetails"), cap)
+    assert str(err) == ("litert-torch cannot convert Net: bad graph "
+                        "(native log: lower.cc:88] Check failed: rank == 4)")  # fmt: skip
+
+
+def test_silence_third_party_filters_only_known_warnings():
+    import logging
+    import warnings
+
+    from xcompress import quiet
+
+    with warnings.catch_warnings(record=True) as seen:  # restores the filters afterwards
+        warnings.simplefilter("always")
+        quiet.silence_third_party()
+        leaf = "`isinstance(treespec, LeafSpec)` is deprecated, use ..."
+        warnings.warn(leaf, FutureWarning, stacklevel=1)
+        warnings.warn("something else is deprecated", FutureWarning, stacklevel=1)
+        warnings.warn(leaf, UserWarning, stacklevel=1)  # same text, other category: shown
+    assert [(w.category, str(w.message)[:14]) for w in seen] == [
+        (FutureWarning, "something else"), (UserWarning, "`isinstance(tr")]  # fmt: skip
+    assert logging.getLogger("torchao").level == logging.ERROR
+    assert logging.getLogger("xcompress").getEffectiveLevel() < logging.ERROR
+
+
+def test_int8_export_prints_no_third_party_noise(rec_data, tmp_path, capfd):
+    from xcompress.export import get_exporter
+
+    cfg = {"widths": (32, 64), "calib": str(rec_data), "calib_limit": 8, "int8": True}
+    capfd.readouterr()
+    get_exporter("tflite").export(_source(TinyRec(), _rec_card()), cfg, tmp_path / "q")
+    out, err = capfd.readouterr()
+    assert out == "" and err == "", (out + err)[:2000]

@@ -214,9 +214,10 @@ def summarize(artifact: Artifact) -> str:
     if acc:
         key = {"rec": "cer_nospace", "det": "hmean", "cls": "accuracy"}.get(rep.get("task", ""))
         if key and key in acc["tflite"]:
-            parts.append(f"{key} {acc['tflite'][key]:.4f} (parent {acc['parent'][key]:.4f}) "
-                         f"on {acc['n']} samples")  # fmt: skip
-    return "; ".join(parts)
+            drop = f", drop {acc['drop'] * 100:.2f} pt" if acc.get("drop") is not None else ""
+            parts.append(f"{key} {acc['tflite'][key]:.4f} (parent {acc['parent'][key]:.4f}"
+                         f"{drop}) on {acc['n']} samples")  # fmt: skip
+    return "\n".join(["; ".join(parts), *(f"  warning: {w}" for w in rep.get("warnings", []))])
 
 
 __all__ = [

@@ -33,7 +33,8 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,15 +43,23 @@ from pydantic import Field, model_validator
 
 from xcompress.artifact import Artifact
 from xcompress.card import InputSpec, ModelCard
-from xcompress.errors import DataError, MissingDependencyError, ModelError
+from xcompress.errors import DataError, MissingDependencyError, ModelError, XCompressError
 from xcompress.export import ExportConfig, Exporter, ModelSource, register_exporter
 from xcompress.fsutil import atomic_dir, sha256_file, write_json, write_text
+from xcompress.quiet import Captured, captured_stderr, silence_third_party, stderr_is_tty
 
 log = logging.getLogger("xcompress.export")
 
 INSTALL_HINT = "install the TFLite extra: pip install 'xcompress[tflite]'"
 REC_HEIGHT = 48
 CLS_SHAPE = (48, 192)
+#: per task: the metric the accuracy budget (``max_drop``) is checked on, and whether higher
+#: is better
+HEADLINE_METRIC: dict[str, tuple[str, bool]] = {
+    "rec": ("cer_nospace", False), "det": ("hmean", True), "cls": ("accuracy", True)}  # fmt: skip
+#: fewest calibration samples (lines; det: pages) that give int8 ranges worth trusting: a
+#: 16-line calibration of PP-OCRv4 rec lost 3.9 CER points
+MIN_CALIB: dict[str, int] = {"rec": 64, "cls": 64, "det": 8}
 
 
 class TFLiteExportConfig(ExportConfig):
@@ -78,6 +87,9 @@ class TFLiteExportConfig(ExportConfig):
         det_sizes: detector (H, W) buckets, multiples of 32; larger pages are scaled down.
         threads: LiteRT / onnxruntime threads for the checks (None: the runtime's default).
         tolerance: max abs difference allowed between the float TFLite model and torch.
+        max_drop: accuracy budget on the task's headline metric (:data:`HEADLINE_METRIC`),
+            absolute, as a fraction (0.005 = 0.5 point): a larger drop against the parent
+            on the eval data adds a warning to the card's and report's ``warnings``.
     """
 
     int8: bool = False
@@ -92,6 +104,7 @@ class TFLiteExportConfig(ExportConfig):
     exact_ranges: tuple[str, ...] | None = None
     threads: int | None = Field(None, ge=1)
     tolerance: float = Field(1e-4, gt=0)
+    max_drop: float = Field(0.005, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _check(self) -> TFLiteExportConfig:
@@ -140,25 +153,63 @@ def _require(module: str) -> Any:
         raise MissingDependencyError(f"TFLite export needs {module}: {INSTALL_HINT}") from e
 
 
+def _failure(what: str, e: Exception, cap: Captured) -> ModelError:
+    """A one-line error: the exception's first line, then what native code printed last."""
+    text = str(e).strip()
+    first = text.splitlines()[0][:300] if text else type(e).__name__
+    native = cap.tail(2)
+    return ModelError(f"{what}: {first}" + (f" (native log: {native})" if native else ""))
+
+
 def convert_float(module: Any, shapes: dict[str, tuple[int, ...]]) -> bytes:
     """Convert ``module`` to a float32 TFLite model with one signature per input shape."""
     import torch
 
-    # litert-torch prints a progress line per conversion stage; keep the CLI readable unless
-    # the user asked for it.
-    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
-    litert_torch = _require("litert_torch")
+    silence_third_party()
+    # TF's C++ code logs while it loads and converts (and on a failure, the reason): captured
+    with captured_stderr():
+        litert_torch = _require("litert_torch")
     module = module.eval()
-    conv = None
-    for key, shape in shapes.items():
-        example = (torch.zeros(shape),)
-        conv = (litert_torch if conv is None else conv).signature(key, module, example)
+    cap = Captured()
     try:
-        edge = conv.convert()  # type: ignore[union-attr]
+        with captured_stderr() as cap:
+            conv = None
+            for key, shape in shapes.items():
+                example = (torch.zeros(shape),)
+                conv = (litert_torch if conv is None else conv).signature(key, module, example)
+            edge = conv.convert()  # type: ignore[union-attr]
+            content = bytes(edge.model_content())  # the flatbuffer is written here, lazily
     except Exception as e:  # the converter raises many types; keep the first line
-        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        raise ModelError(f"litert-torch cannot convert {type(module).__name__}: {first}") from e
-    return bytes(edge.model_content())
+        raise _failure(f"litert-torch cannot convert {type(module).__name__}", e, cap) from e
+    return content
+
+
+@contextmanager
+def _aeq_progress_bars(enabled: bool) -> Iterator[None]:
+    """Turn off ai-edge-quantizer's progress bars for the block unless ``enabled``.
+
+    ``Calibrator.calibrate`` has no switch, and ``Quantizer.quantize`` does not pass its
+    ``enable_progress_bar`` on to the graph transformation step (0.10); both pass tqdm's
+    ``disable`` themselves, so neither ``TQDM_DISABLE`` nor tqdm's non-TTY default reaches
+    them, and in a log file each bar becomes one line of thousands of characters. Their
+    ``ProgressBar`` class is replaced for the block by one with ``enable=False``.
+    """
+    from ai_edge_quantizer.utils import progress_utils
+
+    original = progress_utils.ProgressBar
+    if enabled or not isinstance(original, type):
+        yield
+        return
+
+    class _Off(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args[:3], **{**kwargs, "enable": False})
+
+    progress_utils.ProgressBar = _Off
+    try:
+        yield
+    finally:
+        progress_utils.ProgressBar = original
 
 
 def quantize_int8(
@@ -184,29 +235,40 @@ def quantize_int8(
     Returns:
         The int8 model; its inputs / outputs are int8 (see :func:`float_io`).
     """
-    _require("ai_edge_quantizer")
-    from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_quantizer import calibrator, qtyping, quantizer, recipe_manager
-    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+    silence_third_party()
+    cap = Captured()
+    bars = stderr_is_tty()  # progress bars on a terminal only
+    try:
+        with captured_stderr() as cap:
+            _require("ai_edge_quantizer")
+            from ai_edge_litert.interpreter import Interpreter
+            from ai_edge_quantizer import calibrator, qtyping, quantizer, recipe_manager
+            from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
-    interp = Interpreter(model_content=float_bytes)
-    names = {k: next(iter(interp.get_signature_runner(k).get_input_details()))
-             for k in interp.get_signature_list()}  # fmt: skip
-    data = {k: [{names[k]: x} for x in xs] for k, xs in calib.items()}
-    rm = recipe_manager.RecipeManager()
-    every_op = qtyping.TFLOperationName.ALL_SUPPORTED
-    rm.add_static_config(".*", every_op, activation_num_bits=8, weight_num_bits=8)
-    for regex in float_ops:  # later entries override earlier ones for the ops they match
-        rm.add_quantization_config(regex, every_op, algorithm_key=AlgorithmName.NO_QUANTIZE)
-    q = quantizer.Quantizer(bytearray(float_bytes), rm.get_quantization_recipe())
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    cal = calibrator.Calibrator(float_bytes, num_threads=max(1, os.cpu_count() or 1),
-                                qsv_update_func=_smoothed_and_exact)  # fmt: skip
-    cal.calibrate(data, rm)
-    exact = [re.compile(r) for r in exact_ranges]
-    qsvs = {name: _pick_range(qsv, any(r.search(name) for r in exact))
-            for name, qsv in cal.get_model_qsvs().items()}  # fmt: skip
-    return fix_quant_dims(bytes(q.quantize(qsvs, enable_progress_report=False).quantized_model))
+            interp = Interpreter(model_content=float_bytes)
+            names = {k: next(iter(interp.get_signature_runner(k).get_input_details()))
+                     for k in interp.get_signature_list()}  # fmt: skip
+            data = {k: [{names[k]: x} for x in xs] for k, xs in calib.items()}
+            rm = recipe_manager.RecipeManager()
+            every_op = qtyping.TFLOperationName.ALL_SUPPORTED
+            rm.add_static_config(".*", every_op, activation_num_bits=8, weight_num_bits=8)
+            for regex in float_ops:  # later entries override earlier ones for the ops they match
+                rm.add_quantization_config(regex, every_op,
+                                           algorithm_key=AlgorithmName.NO_QUANTIZE)  # fmt: skip
+            q = quantizer.Quantizer(bytearray(float_bytes), rm.get_quantization_recipe())
+            cal = calibrator.Calibrator(float_bytes, num_threads=max(1, os.cpu_count() or 1),
+                                        qsv_update_func=_smoothed_and_exact)  # fmt: skip
+            with _aeq_progress_bars(bars):
+                cal.calibrate(data, rm)
+                exact = [re.compile(r) for r in exact_ranges]
+                qsvs = {name: _pick_range(qsv, any(r.search(name) for r in exact))
+                        for name, qsv in cal.get_model_qsvs().items()}  # fmt: skip
+                result = q.quantize(qsvs, enable_progress_bar=bars, enable_progress_report=False)
+    except XCompressError:
+        raise
+    except Exception as e:  # the quantizer raises many types; keep the first line
+        raise _failure("ai-edge-quantizer cannot quantize the model", e, cap) from e
+    return fix_quant_dims(bytes(result.quantized_model))
 
 
 def _smoothed_and_exact(qsv: dict, new: dict) -> dict:
@@ -258,6 +320,32 @@ def fix_quant_dims(model_bytes: bytes) -> bytes:
                 t.shape, t.shapeSignature, q.quantizedDimension = [n], None, 0
                 fixed += 1
     return bytes(fbu.convert_object_to_bytearray(model)) if fixed else model_bytes
+
+
+def saturated_biases(model_bytes: bytes) -> int:
+    """Number of int32 bias values of a quantized model at the int32 limits (per signature).
+
+    ai-edge-quantizer sets a bias's scale to input scale x weight scale; for a channel whose
+    weights are all ~0 that is ~1e-13, so the bias does not fit and is clipped (to about
+    -2e-4): the channel's constant output is lost. PP-OCRv4 rec has ~100 such channels after
+    BatchNorm folding.
+    """
+    from ai_edge_litert import schema_py_generated as fb
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+
+    model = fbu.read_model_from_bytearray(bytearray(model_bytes))
+    limit = np.iinfo(np.int32).max
+    per_signature = [0]
+    for sg in model.subgraphs:  # every signature holds the same layers: count one of them
+        n = 0
+        for t in sg.tensors:
+            data = model.buffers[t.buffer].data if t.buffer else None
+            if t.type != fb.TensorType.INT32 or t.quantization is None or data is None:
+                continue
+            values = np.frombuffer(bytes(data), np.int32).astype(np.int64)
+            n += int((np.abs(values) >= limit).sum())
+        per_signature.append(n)
+    return max(per_signature)
 
 
 def float_io(model_bytes: bytes) -> bytes:
@@ -402,6 +490,65 @@ _HEADLINE = {"rec": ("cer_nospace", "cer", "line_accuracy_nospace"),
              "det": ("hmean", "precision", "recall"), "cls": ("accuracy",)}  # fmt: skip
 
 
+def accuracy_check(
+    task: str, parent: dict[str, float], child: dict[str, float], max_drop: float
+) -> dict[str, Any] | None:
+    """The exported model's accuracy against its parent's on the task's headline metric.
+
+    Returns:
+        ``{"metric", "higher_is_better", "parent", "tflite", "drop", "max_drop",
+        "over_budget"}``, ``drop`` positive when the export is worse; None when the metric
+        is missing.
+
+    Example:
+        >>> c = accuracy_check("rec", {"cer_nospace": 0.010}, {"cer_nospace": 0.049}, 0.005)
+        >>> round(c["drop"], 3), c["over_budget"]
+        (0.039, True)
+    """
+    metric, higher = HEADLINE_METRIC[task]
+    if metric not in parent or metric not in child:
+        return None
+    p, c = float(parent[metric]), float(child[metric])
+    drop = p - c if higher else c - p
+    return {"metric": metric, "higher_is_better": higher, "parent": p, "tflite": c,
+            "drop": drop, "max_drop": max_drop, "over_budget": drop > max_drop + 1e-12}  # fmt: skip
+
+
+def export_warnings(
+    task: str, variant: str, check: dict[str, Any] | None, n_eval: int,
+    n_calib: int | None = None,
+) -> list[str]:  # fmt: skip
+    """One-line warnings about an export: accuracy over budget, small or missing checks.
+
+    Args:
+        task: the model's task.
+        variant: ``int8`` or ``float32``.
+        check: :func:`accuracy_check`'s result, None when there was no accuracy check.
+        n_eval: samples the accuracy was measured on.
+        n_calib: calibration samples used (int8), None when not calibrated.
+
+    Example:
+        >>> export_warnings("det", "int8", None, 0, n_calib=4)[0][:40]
+        'int8 calibrated on 4 pages only (at lea'
+    """
+    unit = "pages" if task == "det" else "lines" if task == "rec" else "images"
+    out = []
+    if check is not None and check["over_budget"]:
+        m = check["metric"]
+        hint = (" (more --calib data, or --keep-float for sensitive layers)"
+                if variant == "int8" else "")  # fmt: skip
+        out.append(f"{variant} {m} {check['tflite']:.4f} vs parent {check['parent']:.4f} on "
+                   f"{n_eval} samples: {check['drop'] * 100:.2f} points worse, over the "
+                   f"{check['max_drop'] * 100:.2f}-point budget{hint}")  # fmt: skip
+    if n_calib is not None and n_calib < MIN_CALIB[task]:
+        out.append(f"int8 calibrated on {n_calib} {unit} only (at least {MIN_CALIB[task]} "
+                   "recommended): activation ranges from few samples cost accuracy")  # fmt: skip
+    if variant == "int8" and check is None:
+        out.append("int8 accuracy not checked: pass --eval DIR, or a --calib set larger than "
+                   "--calib-limit (the rest is the check set)")  # fmt: skip
+    return out
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """A short human-readable version of ``report.json``."""
     lines = [
@@ -415,6 +562,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report.get("int8_max_abs_diff") is not None:
         lines.append(f"- int8 vs torch max abs diff (random inputs): "
                      f"{report['int8_max_abs_diff']:.3f}")  # fmt: skip
+    if report.get("int32_bias_saturated"):
+        lines.append(f"- int32 bias values clipped by the quantizer (channels with ~0 weights): "
+                     f"{report['int32_bias_saturated']}")  # fmt: skip
     acc = report.get("accuracy")
     if acc:
         keys = [k for k in _HEADLINE[report["task"]] if k in acc["parent"]]
@@ -425,6 +575,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             m = acc[name]
             lines.append(f"| {name} | {m['runtime']} | "
                          + " | ".join(f"{m[k]:.4f}" for k in keys) + " |")  # fmt: skip
+        if acc.get("drop") is not None:
+            lines += ["", f"{acc['metric']} drop vs parent: {acc['drop'] * 100:.2f} points "
+                      f"(budget {acc['max_drop'] * 100:.2f})"]  # fmt: skip
+    if report.get("warnings"):
+        lines += ["", "Warnings:", ""] + [f"- {w}" for w in report["warnings"]]
     return "\n".join(lines) + "\n"
 
 
@@ -471,7 +626,7 @@ class TFLiteExporter(Exporter):
         convert_s = time.perf_counter() - t0
 
         out_dir = Path(out_dir)
-        with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory() as scratch:
+        with atomic_dir(out_dir, command="export") as tmp, tempfile.TemporaryDirectory() as scratch:
             path = tmp / "model.tflite"
             path.write_bytes(model_bytes)
             runner = LiteRTRunner(path, threads=config.threads)
@@ -496,23 +651,46 @@ class TFLiteExporter(Exporter):
                                 height=shapes[next(iter(shapes))][2] if card.task != "det"
                                 else None),
                 step="export-tflite", step_config=config.model_dump(mode="json"),
-                notes={**card.notes, "tflite_signatures": {k: list(v) for k, v in shapes.items()},
-                       "tflite_float_max_abs_diff": fdiff},
             )  # fmt: skip
+            accuracy = (self._accuracy(source, new_card, runner, config, eval_samples, eval_name)
+                        if eval_samples else None)  # fmt: skip
+            check = accuracy.pop("check") if accuracy else None
+            variant = "int8" if config.int8 else "float32"
+            n_calib = len(next(iter(calib.values()))) if config.int8 and calib else None
+            warnings = export_warnings(card.task, variant, check, len(eval_samples), n_calib)
+            notes = {
+                **card.notes,
+                "tflite_signatures": {k: list(v) for k, v in shapes.items()},
+                "tflite_float_max_abs_diff": fdiff,
+                "warnings": warnings,  # this step's own: a parent's are not inherited
+            }
+            if n_calib is not None:
+                notes["tflite_calib_samples"] = n_calib
+            if check is not None:
+                notes["tflite_accuracy"] = {
+                    **{k: check[k] for k in ("metric", "higher_is_better", "parent", "tflite",
+                                             "drop", "max_drop")},
+                    "n": len(eval_samples), "data": eval_name}  # fmt: skip
+            new_card = new_card.derive(notes=notes)
             new_card.save(tmp)
             report: dict[str, Any] = {
                 "model": source.spec or card.name, "task": card.task, "format": "tflite",
-                "variant": "int8" if config.int8 else "float32", "io_dtype": config.io_dtype,
+                "variant": variant, "io_dtype": config.io_dtype,
                 "size_bytes": path.stat().st_size,
                 "parent_size_bytes": source.parent.path.stat().st_size if source.parent else None,
                 "signatures": {k: list(v) for k, v in shapes.items()},
                 "float_max_abs_diff": fdiff, "int8_max_abs_diff": qdiff,
                 "exact_ranges": list(exact) if config.int8 else None,
+                "int32_bias_saturated": saturated_biases(model_bytes) if config.int8 else None,
+                "calib_samples": n_calib,
                 "convert_seconds": round(convert_s, 1), "config": config.model_dump(mode="json"),
             }  # fmt: skip
-            if eval_samples:
-                report["accuracy"] = self._accuracy(source, new_card, runner, config,
-                                                    eval_samples, eval_name)  # fmt: skip
+            if accuracy:
+                report["accuracy"] = accuracy
+                if check is not None:
+                    keys = ("metric", "higher_is_better", "drop", "max_drop")
+                    accuracy.update({k: check[k] for k in keys})
+            report["warnings"] = warnings
             write_json(tmp / "report.json", report)
             write_text(tmp / "report.md", render_markdown(report))
         return Artifact(out_dir / "model.tflite", new_card)
@@ -543,4 +721,6 @@ class TFLiteExporter(Exporter):
         parent = {**score(ref, source.parent.card if source.parent else source.card, samples),
                   "runtime": ref_rt}  # fmt: skip
         child = {**score(runner, card, samples), "runtime": "ai-edge-litert"}
-        return {"data": name, "n": len(samples), "parent": parent, "tflite": child}
+        check = accuracy_check(card.task, parent, child, config.max_drop)
+        return {"data": name, "n": len(samples), "parent": parent, "tflite": child,
+                "check": check}  # fmt: skip

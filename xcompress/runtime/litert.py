@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from xcompress.errors import MissingDependencyError, ModelError
+from xcompress.quiet import Captured, captured_stderr
 from xcompress.runtime import Runner, register_runner
 
 INSTALL_HINT = "install the TFLite extra: pip install 'xcompress[tflite]'"
@@ -102,6 +103,9 @@ def fit_to_bucket(batch: np.ndarray, bucket: tuple[int, int]) -> Fitted:
 
 
 def _interpreter_cls():
+    from xcompress.quiet import silence_third_party
+
+    silence_third_party()  # before the import: TF_CPP_MIN_LOG_LEVEL is read at load
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as e:
@@ -142,11 +146,19 @@ class LiteRTRunner(Runner):
         Interpreter = _interpreter_cls()
         self.path = Path(path)
         self.threads = threads
+        cap = Captured()
         try:
-            self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+            # LiteRT's C++ code prints "INFO: Created TensorFlow Lite XNNPACK delegate" when
+            # the delegate is applied, at the first allocation (done here, captured), and a
+            # bad file's reasons before the Python error: those go into the message
+            with captured_stderr() as cap:
+                self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise ModelError(f"LiteRT cannot load {self.path}: {first}") from e
+            native = cap.tail(2)
+            raise ModelError(f"LiteRT cannot load {self.path}: {first}"
+                             + (f" (native log: {native})" if native else "")) from e  # fmt: skip
         self.signatures: list[_Signature] = []
         for key in self.interpreter.get_signature_list():
             r = self.interpreter.get_signature_runner(key)
