@@ -50,7 +50,7 @@ def _done(record: Path, key: str) -> bool:
 def _say(msg: str) -> None:
     from rich.console import Console
 
-    Console(stderr=True).print(f"[bold cyan]xcompress[/] {msg}")
+    Console(stderr=True).print(f"[bold cyan]xcompress[/] {msg}", soft_wrap=True)
 
 
 def _make_data(name: str, spec: DataSpec, art: Artifact, out_dir: Path) -> Path:

@@ -88,7 +88,9 @@ class _Log:
         if self.enabled:
             from rich.markup import escape
 
-            self.console.print(f"[dim]{time.perf_counter() - self.t0:7.1f}s[/dim] {escape(msg)}")
+            # soft_wrap: a log line stays one line (a CI log must not split numbers)
+            self.console.print(f"[dim]{time.perf_counter() - self.t0:7.1f}s[/dim] {escape(msg)}",
+                               soft_wrap=True)
 
     @property
     def elapsed(self) -> float:
