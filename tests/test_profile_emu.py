@@ -247,6 +247,44 @@ def test_cpu_option_applies_to_emulated_targets_only():
     assert open_profiler("arm64-emu").target.name == "arm64-emu-cortex-a76"
 
 
+def test_every_target_form_goes_through_the_one_resolver(tmp_path):
+    from xcompress.profile.run import resolve_target
+
+    assert get_profiler("arm64-emu").target.name == "arm64-emu-cortex-a76"  # alias, old entry
+    assert resolve_target("arm64-emu", cpu="neoverse-n1").int8_dot == "dotprod"
+    yaml_file = tmp_path / "my-emu.yaml"
+    yaml_file.write_text("kind: arm64-emu\nisa: aarch64\ncores: 2\nemu_cpu: cortex-a72\n")
+    assert open_profiler(yaml_file).target.name == get_profiler(str(yaml_file)).target.name
+    prof = open_profiler("arm64-emu")
+    assert open_profiler(prof) is prof  # a ready profiler passes through
+
+
+def test_emulated_target_int8_dot_is_read_against_its_cpu(tmp_path):
+    path = tmp_path / "emu.yaml"
+    path.write_text("kind: arm64-emu\nisa: aarch64\ncores: 4\nemu_cpu: cortex-a76\n")
+    assert open_profiler(path).target.int8_dot == "dotprod"  # left out: the CPU model's
+    path.write_text(
+        "kind: arm64-emu\nisa: aarch64\ncores: 4\nemu_cpu: cortex-a72\nint8_dot: dotprod\n"
+    )
+    with pytest.raises(XCompressError, match="says int8_dot: dotprod.*cortex-a72 has none"):
+        open_profiler(path)
+
+
+def test_emulated_cpus_are_data():
+    assert list(qemu_mod.EMU_CPUS) == [
+        "cortex-a35", "cortex-a53", "cortex-a57", "cortex-a72", "cortex-a76", "neoverse-n1",
+        "max", "max,sme=off",
+    ]  # fmt: skip
+    a76, n1, mx = (qemu_mod.cpu_facts(c) for c in ("cortex-a76", "neoverse-n1", "max"))
+    assert (a76.implementer, a76.part, a76.variant, a76.int8_dot) == (0x41, 0xD0B, 4, "dotprod")
+    assert n1.features == a76.features and n1.features.endswith("lrcpc dcpop asimddp")
+    assert mx.features.endswith("asimddp i8mm sve sve2") and mx.int8_dot == "i8mm"
+    assert dict(mx.broken_runtimes)["litert"].endswith("or max,sme=off")
+    assert qemu_mod.cpu_facts("cortex-a53").features == (
+        "fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid"
+    )
+
+
 def test_litert_refused_on_sme_cpu(tmp_path):
     model = tmp_path / "m.tflite"
     model.write_bytes(b"x")

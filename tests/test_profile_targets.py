@@ -7,7 +7,7 @@ import pytest
 
 from xcompress.errors import XCompressError
 from xcompress.profile.machine import host_machine, machine_from_cpuinfo
-from xcompress.targets import Target, get_target, list_targets, load_target
+from xcompress.targets import TARGET_ALIASES, Target, get_target, list_targets, load_target
 
 
 def test_shipped_targets():
@@ -23,8 +23,11 @@ def test_every_target_loads_and_is_consistent(name):
         assert t.default_threads <= t.cores
     if t.kind != "host":  # the host's facts are detected at run time
         assert t.isa is not None and t.cores is not None
-    if t.kind == "arm64-emu":
+    if t.kind == "arm64-emu":  # its int8 dot products are those of its CPU model's data
+        from xcompress.boards.qemu import cpu_facts
+
         assert t.emu_cpu and t.isa == "aarch64"
+        assert t.int8_dot == cpu_facts(t.emu_cpu).int8_dot
 
 
 def test_target_facts():
@@ -38,7 +41,7 @@ def test_target_facts():
     pi = get_target("rpi4-cortex-a72")
     assert (pi.kind, pi.cores, pi.int8_dot) == ("ssh", 4, None)  # A72: Armv8.0, no SDOT
     host = get_target("host")
-    assert (host.kind, host.isa, host.op_costs) == ("host", None, {})
+    assert (host.kind, host.isa, host.int8_dot) == ("host", None, None)
     assert set(host.runtimes) == {"ort", "litert"}
 
 
@@ -59,6 +62,30 @@ def test_target_from_yaml_file(tmp_path):
     assert t == Target(
         name="my-board", kind="ssh", isa="aarch64", cores=8, runtimes=("litert",), int8_dot="i8mm"
     )
+
+
+def test_retired_op_costs_key_still_loads_when_empty(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("kind: ssh\nisa: aarch64\ncores: 4\nop_costs: {}\n")
+    assert load_target(path).cores == 4
+    path.write_text("kind: ssh\nisa: aarch64\ncores: 4\nop_costs: {Conv: 1.0}\n")
+    with pytest.raises(XCompressError, match="op_costs"):
+        load_target(path)
+
+
+def test_aliases_resolve_everywhere():
+    assert get_target("arm64-emu").name == "arm64-emu-cortex-a76"
+    assert set(TARGET_ALIASES.values()) <= set(list_targets())
+
+
+def test_target_runtimes_come_from_the_runtime_layer(tmp_path):
+    from xcompress.runtime import runtime_names
+
+    assert set(get_target("host").runtimes) == set(runtime_names())
+    path = tmp_path / "bad.yaml"
+    path.write_text("kind: ssh\nisa: aarch64\ncores: 4\nruntimes: [torch]\n")
+    with pytest.raises(XCompressError, match="runtimes.*unknown runtime 'torch'"):
+        load_target(path)
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,9 @@
 
 Only the dynamically linked ``qemu-aarch64`` of Debian's ``qemu-user`` package can load TCG
 plugins (the instruction counter); ``qemu-aarch64-static`` cannot. Each emulated CPU model
-has a row in :data:`EMU_CPUS`: what ``/proc/cpuinfo`` says on such a board (onnxruntime and
-LiteRT read it to pick kernels) and which int8 dot-product instructions it has.
+is a row of the data file ``emu_cpus.yaml`` beside this module, loaded into :data:`EMU_CPUS`:
+what ``/proc/cpuinfo`` says on such a board (onnxruntime and LiteRT read it to pick kernels)
+and which int8 dot-product instructions it has.
 
 Example:
     >>> EMU_CPUS["cortex-a76"].int8_dot
@@ -18,6 +19,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from xcompress.errors import MissingDependencyError, XCompressError
@@ -25,8 +27,7 @@ from xcompress.errors import MissingDependencyError, XCompressError
 QEMU = "qemu-aarch64"
 QEMU_PACKAGE = "qemu-user"
 
-_V80 = "fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid"
-_V82 = _V80 + " atomics fphp asimdhp asimdrdm lrcpc dcpop asimddp"
+CPU_DATA = "emu_cpus.yaml"  # beside this module: the emulated CPU models, as data
 
 
 @dataclass(frozen=True)
@@ -57,25 +58,31 @@ class EmuCpu:
         )
 
 
-_SME_BROKEN = (
-    (
-        "litert",
-        "QEMU 7.2's 'max' CPU has SME and LiteRT's int8 SME kernels then give wrong "
-        "results; use --cpu cortex-a76, neoverse-n1 or max,sme=off",
-    ),
-)
+def load_emu_cpus(path: Path | None = None) -> dict[str, EmuCpu]:
+    """The emulated CPU models of a data file (default: :data:`CPU_DATA`), by qemu name."""
+    import yaml
 
-# qemu -cpu name -> facts (MIDR values from Arm's technical reference manuals).
-EMU_CPUS: dict[str, EmuCpu] = {
-    "cortex-a35": EmuCpu(0x41, 0xD04, 0, _V80, None),
-    "cortex-a53": EmuCpu(0x41, 0xD03, 0, _V80, None),
-    "cortex-a57": EmuCpu(0x41, 0xD07, 1, _V80, None),
-    "cortex-a72": EmuCpu(0x41, 0xD08, 0, _V80, None),
-    "cortex-a76": EmuCpu(0x41, 0xD0B, 4, _V82, "dotprod"),
-    "neoverse-n1": EmuCpu(0x41, 0xD0C, 4, _V82, "dotprod"),
-    "max": EmuCpu(0x41, 0xD0C, 0, _V82 + " i8mm sve sve2", "i8mm", _SME_BROKEN),
-    "max,sme=off": EmuCpu(0x41, 0xD0C, 0, _V82 + " i8mm sve sve2", "i8mm"),
-}
+    text = (
+        path.read_text(encoding="utf-8")
+        if path is not None
+        else resources.files(__package__).joinpath(CPU_DATA).read_text(encoding="utf-8")
+    )
+    rows = yaml.safe_load(text)["cpus"]
+    return {
+        name: EmuCpu(
+            implementer=int(row["implementer"]),
+            part=int(row["part"]),
+            variant=int(row["variant"]),
+            features=" ".join(row["features"]),
+            int8_dot=row.get("int8_dot"),
+            broken_runtimes=tuple((row.get("broken_runtimes") or {}).items()),
+        )
+        for name, row in rows.items()
+    }
+
+
+# qemu -cpu name -> facts, read from emu_cpus.yaml.
+EMU_CPUS: dict[str, EmuCpu] = load_emu_cpus()
 
 
 def cpu_facts(cpu: str) -> EmuCpu:

@@ -9,10 +9,12 @@ Usage on the board::
     python3 -u runner.py --model m.onnx --input x.npy --runtime ort --threads 4 \
         [--output y.npy]
 
-It loads the model, runs the input once (a wrong shape fails here), optionally saves that
-output, then prints one JSON line ``{"ready": ...}`` with the runtime version and the board's
-facts, or ``{"error": ..., "kind": ...}`` and exits. After that it serves JSON-line requests
-on stdin, one JSON line of answer each:
+It loads the model the way the host's runtime layer does (:mod:`xcompress.runtime`: the same
+onnxruntime session options; for a ``.tflite`` export, the size-bucket signature the host's
+LiteRT runner would pick, with the same padding and scaling), runs the input once (a wrong
+shape fails here), optionally saves that output, then prints one JSON line ``{"ready": ...}``
+with the runtime version and the board's facts, or ``{"error": ..., "kind": ...}`` and exits.
+After that it serves JSON-line requests on stdin, one JSON line of answer each:
 
 - ``{"op": "time", "n": N}`` -> ``{"times_ms": [...]}``: N back-to-back timed inferences.
 - ``{"op": "count", "n": N, "warmup": W}`` -> ``{"ok": true}``: W untimed inferences, a
@@ -49,15 +51,21 @@ def _marker(code):
         pass  # EBADF, as intended: only the plugin's syscall hook cares
 
 
+# Same as xcompress.runtime.ort.session_options(threads, timing=True): one inter-op thread,
+# quiet logs, and idle workers that do not spin while nothing runs (a test keeps them equal).
+ORT_LOG_SEVERITY = 3
+ORT_TIMING_CONFIG = {"session.intra_op.allow_spinning": "0"}
+
+
 def _open_ort(path, threads, shape):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    # Same as the host profiler: idle workers must not spin while nothing runs.
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = ORT_LOG_SEVERITY
+    for key, value in ORT_TIMING_CONFIG.items():
+        so.add_session_config_entry(key, value)
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     in_name, out_name = sess.get_inputs()[0].name, sess.get_outputs()[0].name
 
@@ -67,18 +75,159 @@ def _open_ort(path, threads, shape):
     return run, ort.__version__
 
 
-def _open_litert(path, threads, shape):
+# -- LiteRT: the bucket rule of xcompress.runtime.litert, restated without xcompress ---------
+
+
+def choose_bucket(buckets, h, w, content=None):
+    """Index of the bucket (signature) an h x w batch runs in.
+
+    A copy of ``xcompress.runtime.litert.choose_bucket`` (this file cannot import xcompress;
+    a test checks that both choose alike): the smallest bucket that holds the batch; else the
+    smallest that holds ``content()`` (its size without trailing zero padding); else the
+    largest bucket of height h, else the largest.
+    """
+
+    def smallest(hh, ww):
+        fits = [i for i, (bh, bw) in enumerate(buckets) if bh >= hh and bw >= ww]
+        return min(fits, key=lambda i: (buckets[i][0] * buckets[i][1], i)) if fits else None
+
+    idx = smallest(h, w)
+    if idx is None and content is not None:
+        idx = smallest(*content())
+    if idx is None:
+        same_h = [i for i, b in enumerate(buckets) if b[0] == h]
+        pool = same_h or range(len(buckets))
+        idx = max(pool, key=lambda i: buckets[i][0] * buckets[i][1])
+    return idx
+
+
+def _content_size(x):
     import numpy as np
 
-    try:
-        from ai_edge_litert.interpreter import Interpreter
+    nz = np.abs(x).max(axis=(0, 1)) > 0
+    rows, cols = np.flatnonzero(nz.any(axis=1)), np.flatnonzero(nz.any(axis=0))
+    return (int(rows[-1]) + 1 if rows.size else 1, int(cols[-1]) + 1 if cols.size else 1)
 
-        version = _dist_version("ai-edge-litert")
-    except ImportError:
-        from tflite_runtime.interpreter import Interpreter
 
-        version = _dist_version("tflite-runtime")
-    interp = Interpreter(model_path=path, num_threads=threads)
+def _resize(x, nh, nw):
+    """Bilinear resize of [N, C, H, W] to (nh, nw), pixel centres as OpenCV's INTER_LINEAR."""
+    import numpy as np
+
+    def axis(n_in, n_out):
+        pos = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+        lo = np.floor(pos).astype(int)
+        return lo, np.minimum(lo + 1, n_in - 1), (pos - lo).astype(np.float32)
+
+    y0, y1, fy = axis(x.shape[2], nh)
+    x0, x1, fx = axis(x.shape[3], nw)
+    top = x[:, :, y0, :] * (1 - fy)[:, None] + x[:, :, y1, :] * fy[:, None]
+    return (top[..., x0] * (1 - fx) + top[..., x1] * fx).astype(np.float32)
+
+
+def _fit(x, bucket):
+    """x padded with zeros (trimmed, then scaled, if too large) to the bucket, as the host
+    runner's ``fit_to_bucket``: (batch, valid region, original size if scaled)."""
+    import numpy as np
+
+    hb, wb = bucket
+    n, c, h, w = x.shape
+    scaled_from = None
+    if h > hb or w > wb:
+        h, w = _content_size(x)
+        x = x[:, :, :h, :w]
+    if h > hb or w > wb:
+        scaled_from = (h, w)
+        if h == hb:  # text lines: keep the height, squeeze the width
+            nh, nw = hb, wb
+        else:
+            s = min(hb / h, wb / w)
+            nh, nw = max(1, min(hb, round(h * s))), max(1, min(wb, round(w * s)))
+        x, h, w = _resize(x, nh, nw), nh, nw
+    out = np.zeros((n, c, hb, wb), np.float32)
+    out[:, :, :h, :w] = x
+    return out, (h, w), scaled_from
+
+
+def _unfit(y, bucket, valid, scaled_from, size):
+    """A spatial output (detector map) cropped, scaled and padded back to the input's size."""
+    import numpy as np
+
+    if y.ndim != 4 or tuple(y.shape[2:]) != tuple(bucket):
+        return y
+    y = y[:, :, : valid[0], : valid[1]]
+    if scaled_from is not None:
+        y = _resize(y, *scaled_from)
+    if tuple(y.shape[2:]) != tuple(size):
+        full = np.zeros(y.shape[:2] + tuple(size), np.float32)
+        full[:, :, : y.shape[2], : y.shape[3]] = y
+        y = full
+    return y
+
+
+def _io_quant(detail):
+    scale, zero = detail.get("quantization", (0.0, 0))
+    return (float(scale), int(zero)) if scale else None
+
+
+def _quantize(x, quant, dtype):
+    import numpy as np
+
+    if quant is None:
+        return x.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / quant[0]) + quant[1], info.min, info.max).astype(dtype)
+
+
+def _dequantize(y, quant):
+    import numpy as np
+
+    if quant is None:
+        return np.asarray(y, np.float32)
+    return (y.astype(np.float32) - quant[1]) * quant[0]
+
+
+def _signatures(interp):
+    """(runner, input, output, input detail, output detail, (H, W)) per bucket signature,
+    or [] when the file is not an xcompress export (no 1xCxHxW single-input signatures)."""
+    sigs = []
+    for key in interp.get_signature_list():
+        r = interp.get_signature_runner(key)
+        ins, outs = r.get_input_details(), r.get_output_details()
+        if len(ins) != 1:
+            return []
+        (in_name, ind), (out_name, outd) = next(iter(ins.items())), next(iter(outs.items()))
+        shape = tuple(int(d) for d in ind["shape"])
+        if len(shape) != 4 or shape[0] != 1:
+            return []
+        sigs.append((r, in_name, out_name, ind, outd, shape[2:]))
+    return sigs
+
+
+def _bucketed_run(sigs):
+    """run(x) as the host's LiteRTRunner: pick a bucket, fit, run line by line, map back."""
+    import numpy as np
+
+    buckets = [s[5] for s in sigs]
+
+    def run(x):
+        n, _, h, w = x.shape
+        idx = choose_bucket(buckets, h, w, content=lambda: _content_size(x))
+        r, in_name, out_name, ind, outd, bucket = sigs[idx]
+        fitted, valid, scaled_from = _fit(np.asarray(x, np.float32), bucket)
+        in_q, out_q = _io_quant(ind), _io_quant(outd)
+        outs = []
+        for i in range(n):  # signatures have batch 1 (fixed shapes)
+            feed = _quantize(fitted[i : i + 1], in_q, ind["dtype"])
+            outs.append(_dequantize(r(**{in_name: feed})[out_name], out_q))
+        return _unfit(np.concatenate(outs), bucket, valid, scaled_from, (h, w))
+
+    return run
+
+
+def _single_run(interp, shape):
+    """run(x) for a one-graph .tflite file, resized to the input (NHWC if the model is)."""
+    import numpy as np
+
     inp = interp.get_input_details()[0]
     shape = tuple(shape)
     # Cards give NCHW shapes; TFLite models are usually NHWC: feed them transposed.
@@ -90,23 +239,33 @@ def _open_litert(path, threads, shape):
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
-    in_scale, in_zero = inp.get("quantization", (0.0, 0))
-    out_scale, out_zero = out.get("quantization", (0.0, 0))
+    in_q, out_q = _io_quant(inp), _io_quant(out)
 
     def run(x):
         if nhwc:
             x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-        if in_scale:  # a fully integer model: quantize the float input the way it asks
-            info = np.iinfo(inp["dtype"])
-            x = np.clip(np.round(x / in_scale + in_zero), info.min, info.max)
-        interp.set_tensor(inp["index"], x.astype(inp["dtype"]))
+        interp.set_tensor(inp["index"], _quantize(x, in_q, inp["dtype"]))
         interp.invoke()
-        y = interp.get_tensor(out["index"])
-        if out_scale:
-            y = (y.astype(np.float32) - out_zero) * out_scale
-        return y
+        return _dequantize(interp.get_tensor(out["index"]), out_q)
 
-    return run, version
+    return run
+
+
+def _open_litert(path, threads, shape):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        version = _dist_version("ai-edge-litert")
+    except ImportError:
+        from tflite_runtime.interpreter import Interpreter
+
+        version = _dist_version("tflite-runtime")
+    interp = Interpreter(model_path=path, num_threads=threads)
+    interp.allocate_tensors()
+    sigs = _signatures(interp)
+    # xcompress exports hold one fixed-shape signature per input size: run the one the host
+    # runner would, so the board times the graph that was evaluated.
+    return (_bucketed_run(sigs) if sigs else _single_run(interp, shape)), version
 
 
 def _dist_version(name):
@@ -145,7 +304,7 @@ def _board_facts():
     }
 
 
-def main():
+def _args():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--input", required=True)
@@ -156,8 +315,78 @@ def main():
     # counting; the size of such strings moves later heap allocations, and with them the
     # instruction count of alignment-dependent code (memcpy heads and tails).
     ap.add_argument("--deterministic", action="store_true")
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def _first_line(e):
+    return str(e).strip().splitlines()[0][:300] if str(e).strip() else repr(e)
+
+
+def _load(args, x):
+    """(run, version), or the exit code (3 or 4) after saying why the model cannot run."""
+    try:
+        return OPENERS[args.runtime](args.model, args.threads, x.shape)
+    except ImportError as e:
+        _say(
+            {
+                "error": str(e),
+                "kind": "missing_runtime",
+                "missing": RUNTIME_MODULES[args.runtime],
+                "python": sys.executable,
+            }
+        )
+        return 3
+    except Exception as e:  # noqa: BLE001 - runtimes raise their own types; report one line
+        _say({"error": _first_line(e), "kind": "load"})
+        return 4
+
+
+def _time(run, x, n):
+    times = []
+    gc.disable()  # a collection inside a timed run would be charged to the model
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter_ns()
+            run(x)
+            times.append((time.perf_counter_ns() - t0) / 1e6)
+    finally:
+        gc.enable()
+    return {"times_ms": times}
+
+
+def _count(run, x, n, warmup):
+    for _ in range(warmup):
+        run(x)
+    gc.collect()
+    gc.disable()
+    _marker(MARKER_BEGIN)
+    for _ in range(n):
+        run(x)
+        _marker(MARKER_RUN)
+    gc.enable()
+    return {"ok": True}
+
+
+def _serve(run, x):
+    """Answer JSON-line requests on stdin until ``quit`` or end of input."""
+    for line in sys.stdin:
+        req = json.loads(line)
+        op = req.get("op")
+        n = int(req.get("n", 0))
+        if op == "time":
+            _say(_time(run, x, n))
+        elif op == "count":
+            _say(_count(run, x, n, int(req.get("warmup", 0))))
+        elif op == "quit":
+            _say({"ok": True})
+            return 0
+        else:
+            _say({"error": "unknown op " + repr(op), "kind": "protocol"})
+    return 0
+
+
+def main():
+    args = _args()
     try:
         import numpy as np
     except ImportError:
@@ -170,74 +399,21 @@ def main():
         )
         return 3
     x = np.load(args.input)
-    try:
-        run, version = OPENERS[args.runtime](args.model, args.threads, x.shape)
-    except ImportError as e:
-        _say(
-            {
-                "error": str(e),
-                "kind": "missing_runtime",
-                "missing": RUNTIME_MODULES[args.runtime],
-                "python": sys.executable,
-            }
-        )
-        return 3
-    except Exception as e:  # noqa: BLE001 - runtimes raise their own types; report one line
-        _say(
-            {
-                "error": str(e).strip().splitlines()[0][:300] if str(e).strip() else repr(e),
-                "kind": "load",
-            }
-        )
-        return 4
+    loaded = _load(args, x)
+    if isinstance(loaded, int):
+        return loaded
+    run, version = loaded
     try:
         y = run(x)
     except Exception as e:  # noqa: BLE001
-        _say(
-            {
-                "error": str(e).strip().splitlines()[0][:300] if str(e).strip() else repr(e),
-                "kind": "shape",
-            }
-        )
+        _say({"error": _first_line(e), "kind": "shape"})
         return 4
     if args.output:
         np.save(args.output, np.asarray(y))
     facts = {} if args.deterministic else _board_facts()
     facts.update({"ready": True, "runtime_version": version})
     _say(facts)
-
-    for line in sys.stdin:
-        req = json.loads(line)
-        op = req.get("op")
-        n = int(req.get("n", 0))
-        if op == "time":
-            times = []
-            gc.disable()  # a collection inside a timed run would be charged to the model
-            try:
-                for _ in range(n):
-                    t0 = time.perf_counter_ns()
-                    run(x)
-                    times.append((time.perf_counter_ns() - t0) / 1e6)
-            finally:
-                gc.enable()
-            _say({"times_ms": times})
-        elif op == "count":
-            for _ in range(int(req.get("warmup", 0))):
-                run(x)
-            gc.collect()
-            gc.disable()
-            _marker(MARKER_BEGIN)
-            for _ in range(n):
-                run(x)
-                _marker(MARKER_RUN)
-            gc.enable()
-            _say({"ok": True})
-        elif op == "quit":
-            _say({"ok": True})
-            return 0
-        else:
-            _say({"error": "unknown op " + repr(op), "kind": "protocol"})
-    return 0
+    return _serve(run, x)
 
 
 if __name__ == "__main__":

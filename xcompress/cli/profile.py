@@ -22,66 +22,75 @@ def register(app: typer.Typer) -> None:
     app.command("profile")(profile)
 
 
+# The options, declared once here so the command's signature stays readable.
+ModelArg = Annotated[
+    str, typer.Argument(help="Zoo name, folder with xcompress.json, or model file.")
+]
+ShapeOpt = Annotated[
+    str | None,
+    typer.Option("--shape", help="Input shape, e.g. 1x3x48x320 (default: from the card)."),
+]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="Intra-op threads.")]
+VsOpt = Annotated[
+    str | None,
+    typer.Option("--vs", help="Second model, timed alternately with MODEL in the same run."),
+]
+RunsOpt = Annotated[int, typer.Option("--runs", min=1, help="Timed runs (per model).")]
+WarmupOpt = Annotated[int, typer.Option("--warmup", min=0, help="Untimed warm-up runs.")]
+MinTimeOpt = Annotated[
+    float | None,
+    typer.Option("--min-time", min=0.001, help="Keep timing until this many s per model."),
+]
+TargetOpt = Annotated[
+    str,
+    typer.Option(
+        "--target",
+        help="Target name (host, arm64-emu, rpi4-cortex-a72...), target .yaml file, or a "
+        "board address ssh://user@host[:port].",
+    ),
+]
+CpuOpt = Annotated[
+    str | None,
+    typer.Option("--cpu", help="Emulated CPU model for arm64-emu (cortex-a76, neoverse-n1...)."),
+]
+RuntimeOpt = Annotated[
+    str | None,
+    typer.Option("--runtime", help="ort or litert: profile the artifact of that format."),
+]
+RemotePythonOpt = Annotated[
+    str | None,
+    typer.Option("--remote-python", help="ssh targets: the board's python (default python3)."),
+]
+SshKeyOpt = Annotated[
+    Path | None,
+    typer.Option("--ssh-key", help="ssh targets: private key file (default: agent, ~/.ssh)."),
+]
+KnownHostsOpt = Annotated[
+    Path | None,
+    typer.Option("--known-hosts", help="ssh targets: known_hosts file to check the board's key."),
+]
+CountRunsOpt = Annotated[
+    int, typer.Option("--count-runs", min=1, help="Emulated targets: inferences counted.")
+]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write everything as JSON.")]
+
+
 def profile(
-    model: Annotated[
-        str, typer.Argument(help="Zoo name, folder with xcompress.json, or model file.")
-    ],
-    shape: Annotated[
-        str | None,
-        typer.Option("--shape", help="Input shape, e.g. 1x3x48x320 (default: from the card)."),
-    ] = None,
-    threads: Annotated[
-        int | None, typer.Option("--threads", min=1, help="Intra-op threads.")
-    ] = None,
-    vs: Annotated[
-        str | None,
-        typer.Option("--vs", help="Second model, timed alternately with MODEL in the same run."),
-    ] = None,
-    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs (per model).")] = 30,
-    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed warm-up runs.")] = 5,
-    min_time: Annotated[
-        float | None,
-        typer.Option("--min-time", min=0.001, help="Keep timing until this many s per model."),
-    ] = None,
-    target: Annotated[
-        str,
-        typer.Option(
-            "--target",
-            help="Target name (host, arm64-emu, rpi4-cortex-a72...), target .yaml file, or a "
-            "board address ssh://user@host[:port].",
-        ),
-    ] = "host",
-    cpu: Annotated[
-        str | None,
-        typer.Option(
-            "--cpu", help="Emulated CPU model for arm64-emu (cortex-a76, neoverse-n1...)."
-        ),
-    ] = None,
-    runtime: Annotated[
-        str | None,
-        typer.Option("--runtime", help="ort or litert: profile the artifact of that format."),
-    ] = None,
-    remote_python: Annotated[
-        str | None,
-        typer.Option("--remote-python", help="ssh targets: the board's python (default python3)."),
-    ] = None,
-    ssh_key: Annotated[
-        Path | None,
-        typer.Option("--ssh-key", help="ssh targets: private key file (default: agent, ~/.ssh)."),
-    ] = None,
-    known_hosts: Annotated[
-        Path | None,
-        typer.Option(
-            "--known-hosts", help="ssh targets: known_hosts file to check the board's key."
-        ),
-    ] = None,
-    count_runs: Annotated[
-        int,
-        typer.Option("--count-runs", min=1, help="Emulated targets: inferences counted."),
-    ] = 3,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write everything as JSON.")
-    ] = None,
+    model: ModelArg,
+    shape: ShapeOpt = None,
+    threads: ThreadsOpt = None,
+    vs: VsOpt = None,
+    runs: RunsOpt = 30,
+    warmup: WarmupOpt = 5,
+    min_time: MinTimeOpt = None,
+    target: TargetOpt = "host",
+    cpu: CpuOpt = None,
+    runtime: RuntimeOpt = None,
+    remote_python: RemotePythonOpt = None,
+    ssh_key: SshKeyOpt = None,
+    known_hosts: KnownHostsOpt = None,
+    count_runs: CountRunsOpt = 3,
+    json_out: JsonOpt = None,
     task: TaskOpt = None,
     charset: CharsetOpt = None,
 ) -> None:

@@ -168,12 +168,9 @@ def compare_with_onnx(
     model: OCRModel, onnx_path: str | Path, inputs: list[np.ndarray], threads: int = 1
 ) -> float:
     """Max abs difference between ``model(x)`` and onnxruntime on ``onnx_path``, over inputs."""
-    import onnxruntime as ort
+    from xcompress.runtime.ort import ort_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    sess = ort_session(onnx_path, threads)
     name = sess.get_inputs()[0].name
     worst = 0.0
     model.eval()

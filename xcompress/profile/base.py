@@ -32,12 +32,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from xcompress.errors import ModelError, XCompressError
 from xcompress.profile.machine import Machine
-from xcompress.targets import Target, get_target
+from xcompress.runtime import Runtime, get_runtime, list_runtimes, runtime_for, runtime_of_suffix
+from xcompress.targets import Target
 
 # Model file suffix -> runtime name used in target files, and runtime name -> the
-# distribution whose version is recorded. Data, so a new runtime is one line each.
-RUNTIME_OF_SUFFIX: dict[str, str] = {".onnx": "ort", ".tflite": "litert"}
-RUNTIME_DIST: dict[str, str] = {"ort": "onnxruntime", "litert": "ai-edge-litert"}
+# distribution whose version is recorded: views of the runtime layer's descriptors.
+RUNTIME_OF_SUFFIX: dict[str, str] = runtime_of_suffix()
+RUNTIME_DIST: dict[str, str] = {rt.name: rt.package for rt in list_runtimes()}
 
 _BOOTSTRAP_SAMPLES = 1000
 
@@ -254,10 +255,7 @@ class Profiler(ABC):
 
     def _open(self, model_path: str | Path, config: ProfileConfig) -> Loaded:
         path = Path(model_path)
-        runtime = RUNTIME_OF_SUFFIX.get(path.suffix.lower())
-        if runtime is None:
-            known = ", ".join(sorted(RUNTIME_OF_SUFFIX))
-            raise ModelError(f"cannot profile {path.name}: unsupported format (use {known})")
+        runtime = model_runtime(path).name
         if runtime not in self.target.runtimes:
             raise ModelError(
                 f"target {self.target.name} has no {runtime} runtime "
@@ -281,10 +279,25 @@ class Profiler(ABC):
         )
 
 
+def model_runtime(path: Path) -> Runtime:
+    """The runtime that runs ``path`` (by its suffix).
+
+    Raises:
+        ModelError: a format no runnable runtime reads.
+    """
+    rt = runtime_for(path)
+    if rt is None or not rt.runnable:
+        known = ", ".join(sorted(RUNTIME_OF_SUFFIX))
+        raise ModelError(f"cannot profile {path.name}: unsupported format (use {known})")
+    return rt
+
+
 def runtime_version(runtime: str) -> str:
     """Installed version of a runtime (``ort`` -> onnxruntime's), or ``unknown``."""
+    if runtime in RUNTIME_DIST:
+        return get_runtime(runtime).version()
     try:
-        return metadata.version(RUNTIME_DIST.get(runtime, runtime))
+        return metadata.version(runtime)
     except metadata.PackageNotFoundError:
         return "unknown"
 
@@ -358,14 +371,19 @@ def profiler_kinds() -> list[str]:
     return sorted(_PROFILERS)
 
 
-def get_profiler(target: Target | str) -> Profiler:
-    """The profiler for a target (a :class:`Target` or a target name / YAML path).
+def get_profiler(target: Target | str | Path) -> Profiler:
+    """The profiler registered for a :class:`Target`'s kind.
+
+    A name, alias, YAML path or ``ssh://`` address is resolved by
+    :func:`xcompress.profile.run.open_profiler`, the resolver every ``--target`` goes through.
 
     Raises:
         XCompressError: unknown target, or no profiler yet for the target's kind.
     """
     if not isinstance(target, Target):
-        target = get_target(target)
+        from xcompress.profile.run import open_profiler
+
+        return open_profiler(target)
     _load_builtins()
     cls = _PROFILERS.get(target.kind)
     if cls is None:

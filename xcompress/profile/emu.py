@@ -51,15 +51,16 @@ from xcompress.boards.qemu import cpu_facts
 from xcompress.boards.session import RunnerSession, runner_source
 from xcompress.errors import ModelError, XCompressError
 from xcompress.profile.base import (
-    RUNTIME_OF_SUFFIX,
     Loaded,
     ProfileConfig,
     Profiler,
+    model_runtime,
     register_profiler,
     runtime_version,
 )
 from xcompress.profile.host import random_input
 from xcompress.profile.machine import Machine, host_machine, machine_from_cpuinfo
+from xcompress.targets import Target
 
 DEFAULT_CPU = "cortex-a76"
 READY_TIMEOUT_S = 900.0  # importing onnxruntime under TCG takes seconds; loading a big model more
@@ -143,8 +144,25 @@ def per_run_counts(snapshots: list[Snapshot]) -> list[tuple[int, int, int]]:
 class QemuProfiler(Profiler):
     """Times and inspects models on an emulated ARM64 board (``kind: arm64-emu`` targets).
 
-    The CPU model is the target's ``emu_cpu`` (default cortex-a76).
+    The CPU model is the target's ``emu_cpu`` (default cortex-a76), whose facts are data
+    (``xcompress/boards/emu_cpus.yaml``). The target's ``int8_dot`` is read against them: left
+    out, it is filled in from the CPU model; stated otherwise, the target is refused, since it
+    would label every result with a capability the emulated CPU does not have.
+
+    Raises:
+        XCompressError: an unknown CPU model, or a target whose ``int8_dot`` contradicts it.
     """
+
+    def __init__(self, target: Target) -> None:
+        super().__init__(target)
+        have = cpu_facts(self.cpu).int8_dot
+        if target.int8_dot is None and have is not None:
+            self.target = target.model_copy(update={"int8_dot": have})
+        elif target.int8_dot != have:
+            raise XCompressError(
+                f"target {target.name} says int8_dot: {target.int8_dot}, but the emulated "
+                f"{self.cpu} has {have or 'none'}: fix the target file"
+            )
 
     @property
     def cpu(self) -> str:
@@ -161,7 +179,8 @@ class QemuProfiler(Profiler):
     # -- the Profiler contract ------------------------------------------------------------
 
     def load(self, model_path: Path, config: ProfileConfig, threads: int) -> Loaded:
-        runtime = RUNTIME_OF_SUFFIX[model_path.suffix.lower()]
+        rt = model_runtime(model_path)
+        runtime = rt.name
         self._check_cpu(runtime)
         board = self.board()
         workdir = Path(tempfile.mkdtemp(prefix="xcompress-emu-"))
@@ -181,7 +200,7 @@ class QemuProfiler(Profiler):
                 "timing": "emulated",
                 "qemu_cpu": self.cpu,
                 "qemu": board.qemu.version,
-                "session.intra_op.allow_spinning": "0",
+                **rt.timing_options,  # the board runner opens sessions with them too
             },
             state=_EmuState(session, workdir),
         )
@@ -223,9 +242,9 @@ class QemuProfiler(Profiler):
             ModelError: the model cannot be loaded or run on the board.
         """
         path = Path(model_path)
-        runtime = RUNTIME_OF_SUFFIX.get(path.suffix.lower())
-        if runtime is None or not path.is_file():
+        if not path.is_file():
             raise ModelError(f"model file not found or not .onnx/.tflite: {path}")
+        runtime = model_runtime(path).name
         self._check_cpu(runtime)
         board = self.board(need_plugin=True)
         batch = random_input(config.shape, config.seed)

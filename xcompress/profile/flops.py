@@ -311,8 +311,9 @@ def _shapes_by_symbolic(model) -> Shapes:
 
 def _shapes_by_onnxruntime(model) -> Shapes:
     import onnx
-    import onnxruntime as ort
     from onnx import helper
+
+    from xcompress.runtime.ort import ort_session
 
     exposed = onnx.ModelProto()
     exposed.CopyFrom(model)
@@ -321,11 +322,8 @@ def _shapes_by_onnxruntime(model) -> Shapes:
     for name in names:
         if name not in have:
             exposed.graph.output.append(helper.make_empty_tensor_value_info(name))
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
     # No graph rewrites: fused or removed nodes would hide the tensors being asked for.
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(exposed.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort_session(exposed, optimize=False)
     rng = np.random.default_rng(0)
     feeds = {}
     for i in sess.get_inputs():

@@ -1,17 +1,12 @@
 """Profiling on this machine, in-process.
 
-Each runtime has an opener in :data:`TIMING_OPENERS`; a runtime without one (LiteRT for
-``.tflite``, once :mod:`xcompress.runtime` registers a runner for it) is opened with the runner
-registered for its file suffix, so adding a runner is enough to profile a new format here.
-Each run is timed with :func:`time.perf_counter_ns` around one inference on a fixed random
-input.
-
-onnxruntime is opened with :func:`xcompress.runtime.ort.make_session_options` plus
-``session.intra_op.allow_spinning = 0``. With spinning on, the idle workers of one session
-keep spinning while the other session runs, and on a shared machine they also fight other
-processes for the cores. Measured on PP-OCRv4 rec, 2 threads, this 2-core machine under load
-(Nov 2026): spinning on, one model alone 51-78 ms, alternated with a copy 93-120 ms;
-spinning off, 27-33 ms alone and 28-36 ms alternated. The option is recorded in every result.
+Each model is opened for timing by its runtime's descriptor
+(:meth:`xcompress.runtime.Runtime.open_timed`): onnxruntime as a bare session made by
+:func:`xcompress.runtime.ort.ort_session` with the timing options (no spinning: see
+:mod:`xcompress.runtime.ort` for why and what it measured), LiteRT through its runner, which
+picks the input's size bucket. So a new runtime is profiled here once it is registered. Each
+run is timed with :func:`time.perf_counter_ns` around one inference on a fixed random input,
+and the runtime's timing options are recorded in every result.
 
 Example:
     >>> from xcompress.profile import ProfileConfig, get_profiler
@@ -25,7 +20,6 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,53 +27,20 @@ import numpy as np
 
 from xcompress.errors import ModelError
 from xcompress.profile.base import (
-    RUNTIME_OF_SUFFIX,
     Loaded,
     ProfileConfig,
     Profiler,
+    model_runtime,
     register_profiler,
-    runtime_version,
 )
 from xcompress.profile.machine import Machine, host_machine
-from xcompress.runtime import open_runner
-
-# Session config entries for onnxruntime timing sessions (see the module docstring).
-ORT_TIMING_OPTIONS: dict[str, str] = {"session.intra_op.allow_spinning": "0"}
-
-RunFn = Callable[[np.ndarray], object]
+from xcompress.runtime import TimedRun
 
 
 @dataclass(frozen=True)
 class _HostState:
-    run: RunFn
+    run: TimedRun
     batch: np.ndarray
-
-
-def _open_ort(path: Path, threads: int) -> tuple[RunFn, dict[str, str]]:
-    import onnxruntime as ort
-
-    from xcompress.runtime.ort import make_session_options
-
-    so = make_session_options(threads)
-    for key, value in ORT_TIMING_OPTIONS.items():
-        so.add_session_config_entry(key, value)
-    try:
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types for bad files
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise ModelError(f"onnxruntime cannot load {path}: {first}") from e
-    in_name, out_name = sess.get_inputs()[0].name, sess.get_outputs()[0].name
-    return (lambda batch: sess.run([out_name], {in_name: batch})), dict(ORT_TIMING_OPTIONS)
-
-
-def _open_with_runner(path: Path, threads: int) -> tuple[RunFn, dict[str, str]]:
-    return open_runner(path, threads=threads).run, {}
-
-
-# runtime name -> opener returning (run one batch, runtime options recorded in results).
-TIMING_OPENERS: dict[str, Callable[[Path, int], tuple[RunFn, dict[str, str]]]] = {
-    "ort": _open_ort,
-}
 
 
 def random_input(shape: tuple[int, ...], seed: int) -> np.ndarray:
@@ -92,8 +53,8 @@ class HostProfiler(Profiler):
     """Times models on this machine with the runtime registered for their format."""
 
     def load(self, model_path: Path, config: ProfileConfig, threads: int) -> Loaded:
-        runtime = RUNTIME_OF_SUFFIX[model_path.suffix.lower()]
-        run, options = TIMING_OPENERS.get(runtime, _open_with_runner)(model_path, threads)
+        rt = model_runtime(model_path)
+        run = rt.open_timed(model_path, threads)
         batch = random_input(config.shape, config.seed)
         try:
             # One untimed run: a wrong shape fails here, with a message, not mid-timing.
@@ -104,11 +65,11 @@ class HostProfiler(Profiler):
             raise ModelError(f"{model_path} cannot run at shape {dims}: {first}") from None
         return Loaded(
             path=model_path,
-            runtime=runtime,
-            runtime_version=runtime_version(runtime),
+            runtime=rt.name,
+            runtime_version=rt.version(),
             threads=threads,
             shape=tuple(config.shape),
-            runtime_options=options,
+            runtime_options=dict(rt.timing_options),
             state=_HostState(run, batch),
         )
 

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -28,7 +29,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from xcompress.card import CARD_NAME, ModelCard
 from xcompress.errors import ModelError, XCompressError
 from xcompress.profile.base import (
-    RUNTIME_OF_SUFFIX,
     Comparison,
     LatencyResult,
     ProfileConfig,
@@ -37,11 +37,10 @@ from xcompress.profile.base import (
 )
 from xcompress.profile.emu import EmulationReport
 from xcompress.profile.flops import CostReport, model_cost
-from xcompress.targets import Target, get_target
+from xcompress.runtime import get_runtime, runtime_for, runtime_names
+from xcompress.targets import TARGET_ALIASES, Target, get_target  # noqa: F401 - aliases' old home
 
 _SHAPE_RE = re.compile(r"^\d+(x\d+)*$")
-# Short target names users type -> shipped target files.
-TARGET_ALIASES: dict[str, str] = {"arm64-emu": "arm64-emu-cortex-a76"}
 SSH_SCHEME = "ssh://"
 
 
@@ -131,25 +130,60 @@ def resolve_for_profile(
     return art.path, art.card
 
 
+def resolve_target(target: str | Path | Target = "host", *, cpu: str | None = None) -> Target:
+    """The :class:`Target` for a name, alias, target YAML or Target, on emulated CPU ``cpu``.
+
+    Board addresses (``ssh://``) need a connection as well: use :func:`open_profiler`.
+
+    Raises:
+        XCompressError: unknown target or CPU model, or ``cpu`` for a target not emulated.
+
+    Example:
+        >>> t = resolve_target("arm64-emu", cpu="cortex-a72")
+        >>> (t.name, t.emu_cpu, t.int8_dot)
+        ('arm64-emu-cortex-a72', 'cortex-a72', None)
+    """
+    tgt = target if isinstance(target, Target) else get_target(target)
+    if cpu is None or cpu == tgt.emu_cpu:
+        return tgt
+    if tgt.kind != "arm64-emu":
+        raise XCompressError(f"--cpu applies to emulated targets; {tgt.name} is {tgt.kind}")
+    from xcompress.boards.qemu import cpu_facts
+
+    return tgt.model_copy(
+        update={
+            "name": f"arm64-emu-{cpu}",
+            "description": f"{cpu}, emulated by qemu-aarch64.",
+            "emu_cpu": cpu,
+            "int8_dot": cpu_facts(cpu).int8_dot,
+        }
+    )
+
+
 def open_profiler(
-    target: str | Path | Target = "host",
+    target: str | Path | Target | Profiler = "host",
     *,
     cpu: str | None = None,
     remote_python: str | None = None,
     ssh_key: Path | None = None,
     known_hosts: Path | None = None,
 ) -> Profiler:
-    """The profiler for a target name / YAML / :class:`Target`, or a board address.
+    """The profiler for any ``--target``: the one resolver every command uses.
 
     Args:
-        target: ``host``, ``arm64-emu``, a shipped target name, a target ``.yaml``, or
-            ``ssh://user@host[:port]``.
+        target: ``host``, ``arm64-emu`` (or another alias), a shipped target name, a target
+            ``.yaml``, ``ssh://user@host[:port]``, a :class:`Target`, or a ready
+            :class:`Profiler` (returned as it is).
         cpu: emulated CPU model (``cortex-a76``, ``neoverse-n1``...), emulated targets only.
         remote_python, ssh_key, known_hosts: for ``ssh://`` targets, see
             :class:`~xcompress.profile.ssh.SshConnection`.
 
     Raises:
         XCompressError: unknown target, an option that does not apply to it, a bad address.
+
+    Example:
+        >>> open_profiler("arm64-emu", cpu="neoverse-n1").target.name
+        'arm64-emu-neoverse-n1'
     """
     ssh_opts = {
         k: v
@@ -160,6 +194,8 @@ def open_profiler(
         )
         if v is not None
     }
+    if isinstance(target, Profiler) and cpu is None and not ssh_opts:
+        return target
     if isinstance(target, str) and target.startswith(SSH_SCHEME):
         if cpu is not None:
             raise XCompressError("--cpu applies to emulated targets, not to a real board")
@@ -171,24 +207,9 @@ def open_profiler(
         raise XCompressError(
             "--remote-python, --ssh-key and --known-hosts need --target ssh://user@host"
         )
-    if isinstance(target, Target):
-        tgt = target
-    else:
-        tgt = get_target(TARGET_ALIASES.get(str(target), target))
-    if cpu is not None and cpu != tgt.emu_cpu:
-        if tgt.kind != "arm64-emu":
-            raise XCompressError(f"--cpu applies to emulated targets; {tgt.name} is {tgt.kind}")
-        from xcompress.boards.qemu import cpu_facts
-
-        tgt = tgt.model_copy(
-            update={
-                "name": f"arm64-emu-{cpu}",
-                "description": f"{cpu}, emulated by qemu-aarch64.",
-                "emu_cpu": cpu,
-                "int8_dot": cpu_facts(cpu).int8_dot,
-            }
-        )
-    return get_profiler(tgt)
+    if isinstance(target, Profiler):
+        target = target.target
+    return get_profiler(resolve_target(target, cpu=cpu))
 
 
 def select_runtime(path: Path, runtime: str | None) -> Path:
@@ -198,12 +219,13 @@ def select_runtime(path: Path, runtime: str | None) -> Path:
     Raises:
         ModelError: no single artifact of that format beside ``path``.
     """
-    if runtime is None or RUNTIME_OF_SUFFIX.get(path.suffix.lower()) == runtime:
+    found_rt = runtime_for(path)
+    if runtime is None or (found_rt is not None and found_rt.name == runtime):
         return path
-    suffixes = [s for s, r in RUNTIME_OF_SUFFIX.items() if r == runtime]
-    if not suffixes:
-        known = ", ".join(sorted(set(RUNTIME_OF_SUFFIX.values())))
+    if runtime not in runtime_names():
+        known = ", ".join(sorted(runtime_names()))
         raise XCompressError(f"unknown runtime {runtime!r}: use one of {known}")
+    suffixes = get_runtime(runtime).suffixes
     found = sorted(p for p in path.parent.iterdir() if p.suffix.lower() in suffixes)
     if len(found) != 1:
         raise ModelError(
@@ -253,13 +275,38 @@ def profile_model(
     Returns:
         A :class:`ProfileReport`; ``result`` is set without ``vs``, ``comparison`` with it.
     """
-    if isinstance(target, Profiler):
-        profiler = target
-    else:  # fail on an unsupported target before any work
-        profiler = open_profiler(
-            target, cpu=cpu, remote_python=remote_python, ssh_key=ssh_key, known_hosts=known_hosts
-        )
-    tgt = profiler.target
+    # Fail on an unsupported target before any work.
+    profiler = open_profiler(
+        target, cpu=cpu, remote_python=remote_python, ssh_key=ssh_key, known_hosts=known_hosts
+    )
+    pair = _resolve_pair(model, vs, shape, runtime, task, charset)
+    config = _profile_config(
+        shape=pair.shape, threads=threads, runs=runs, warmup=warmup, min_time_s=min_time_s,
+        seed=seed,
+    )  # fmt: skip
+    return _measure(profiler, pair, config, inspect=inspect, count_runs=count_runs)
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """The model (and ``vs``) resolved to files, with the shape both are timed at."""
+
+    model: str
+    path: Path
+    card: ModelCard | None
+    shape: tuple[int, ...]
+    vs: str | None = None
+    vs_path: Path | None = None
+
+
+def _resolve_pair(
+    model: str | Path,
+    vs: str | Path | None,
+    shape: tuple[int, ...] | None,
+    runtime: str | None,
+    task: str | None,
+    charset: str | Path | None,
+) -> _Pair:
     path, card = resolve_for_profile(model, shape, task, charset)
     path = select_runtime(path, runtime)
     if shape is None:
@@ -274,42 +321,48 @@ def profile_model(
         )
     if vs_path is not None:
         vs_path = select_runtime(vs_path, runtime)
+    return _Pair(
+        model=str(model), path=path, card=card, shape=shape,
+        vs=str(vs) if vs is not None else None, vs_path=vs_path,
+    )  # fmt: skip
+
+
+def _profile_config(**fields: object) -> ProfileConfig:
     try:
-        config = ProfileConfig(
-            shape=shape,
-            threads=threads,
-            runs=runs,
-            warmup=warmup,
-            min_time_s=min_time_s,
-            seed=seed,
-        )
+        return ProfileConfig(**fields)  # type: ignore[arg-type]
     except ValidationError as e:
         err = e.errors()[0]
         raise XCompressError(f"bad profile setting {err['loc'][0]}: {err['msg']}") from e
-    cost = model_cost(path, shape)
+
+
+def _measure(
+    profiler: Profiler, pair: _Pair, config: ProfileConfig, *, inspect: bool, count_runs: int
+) -> ProfileReport:
+    """Count, inspect (where the profiler can) and time the pair: the report."""
     inspector = getattr(profiler, "inspect", None) if inspect else None
-    emulation = inspector(path, config, count_runs=count_runs) if inspector else None
-    vs_emulation = (
-        inspector(vs_path, config, count_runs=count_runs) if inspector and vs_path else None
-    )
+
+    def inspected(path: Path | None) -> EmulationReport | None:
+        return inspector(path, config, count_runs=count_runs) if inspector and path else None
+
+    emulation, vs_emulation = inspected(pair.path), inspected(pair.vs_path)
     fields = dict(
-        model=str(model),
-        path=str(path),
-        task=card.task if card else None,
-        shape=shape,
-        target=tgt,
+        model=pair.model,
+        path=str(pair.path),
+        task=pair.card.task if pair.card else None,
+        shape=pair.shape,
+        target=profiler.target,
         config=config,
-        cost=cost,
+        cost=model_cost(pair.path, pair.shape),
     )
-    if vs_path is None:
-        result = profiler.profile(path, config)
+    if pair.vs_path is None:
+        result = profiler.profile(pair.path, config)
         return ProfileReport(**fields, result=result, emulation=_with_wall(emulation, result))
-    comparison = profiler.compare(path, vs_path, config)
+    comparison = profiler.compare(pair.path, pair.vs_path, config)
     return ProfileReport(
         **fields,
-        vs=str(vs),
-        vs_path=str(vs_path),
-        vs_cost=model_cost(vs_path, shape),
+        vs=pair.vs,
+        vs_path=str(pair.vs_path),
+        vs_cost=model_cost(pair.vs_path, pair.shape),
         comparison=comparison,
         emulation=_with_wall(emulation, comparison.a),
         vs_emulation=_with_wall(vs_emulation, comparison.b),

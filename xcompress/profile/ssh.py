@@ -43,10 +43,10 @@ from xcompress.boards.apt import require_tool
 from xcompress.boards.session import RunnerSession, runner_source
 from xcompress.errors import XCompressError
 from xcompress.profile.base import (
-    RUNTIME_OF_SUFFIX,
     Loaded,
     ProfileConfig,
     Profiler,
+    model_runtime,
     register_profiler,
 )
 from xcompress.profile.host import random_input
@@ -202,7 +202,8 @@ class SshProfiler(Profiler):
 
     def load(self, model_path: Path, config: ProfileConfig, threads: int) -> Loaded:
         conn = self._conn()
-        runtime = RUNTIME_OF_SUFFIX[model_path.suffix.lower()]
+        rt = model_runtime(model_path)
+        runtime = rt.name
         remote_dir = self.run_remote("mktemp -d /tmp/xcompress-XXXXXXXX").strip()
         if not remote_dir.startswith("/tmp/xcompress-"):
             raise XCompressError(f"board {conn.destination}: mktemp gave {remote_dir!r}")
@@ -235,7 +236,7 @@ class SshProfiler(Profiler):
             runtime_version=str(session.ready.get("runtime_version", "unknown")),
             threads=threads,
             shape=tuple(config.shape),
-            runtime_options={"session.intra_op.allow_spinning": "0"} if runtime == "ort" else {},
+            runtime_options=dict(rt.timing_options),  # the board runner's sessions have them
             state=_SshState(session, remote_dir),
         )
 

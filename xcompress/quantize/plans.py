@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xcompress.quantize.rewrites import PRE_QUANT_REWRITES
+from xcompress.runtime import get_runtime
 
 
 @dataclass(frozen=True)
@@ -56,17 +57,15 @@ def get_plan(name: str) -> Plan:
         raise KeyError(f"unknown plan {name!r} ({', '.join(_PLANS)})") from None
 
 
-WEIGHT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+# Which ops have int8 kernels is the runtime's data (xcompress.runtime.ort), not the plans'.
+_ORT = get_runtime("ort")
+WEIGHT_OPS = _ORT.int8_weight_ops
 
 register_plan(Plan(
     name="int8-all",
     rewrites=tuple("unfuse-hardswish" if r == "fuse-hardswish" else r
                    for r in PRE_QUANT_REWRITES),
-    op_types=(
-        *WEIGHT_OPS, "Add", "Mul", "Clip", "Relu", "Concat", "Sigmoid",
-        "GlobalAveragePool", "AveragePool", "MaxPool", "Resize", "Transpose", "Reshape",
-        "Squeeze", "Unsqueeze", "Flatten", "Slice", "Split",
-    ),
+    op_types=_ORT.int8_graph_ops,
     description="hard-swish decomposed so every op between int8 Convs has an int8 kernel",
 ))
 

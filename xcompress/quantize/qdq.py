@@ -45,13 +45,9 @@ def float_tensors(model: onnx.ModelProto) -> list[str]:
 
 
 def _session(model: onnx.ModelProto | str | Path, threads: int | None):
-    import onnxruntime as ort
+    from xcompress.runtime.ort import ort_session
 
-    from xcompress.runtime.ort import make_session_options
-
-    so = make_session_options(threads)
-    src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+    return ort_session(model, threads)
 
 
 def gather_stats(

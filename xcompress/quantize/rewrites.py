@@ -34,6 +34,7 @@ from xcompress.quantize.graph import (
     rename_input,
     set_attr,
 )
+from xcompress.runtime import get_runtime
 
 
 class Rewrite(ABC):
@@ -681,13 +682,9 @@ class FuseLayerNorm(PatternFusion):
 #: Ops that onnxruntime's CPU QDQ transformer turns into an int8 kernel (or runs on int8
 #: data directly) when their inputs come from DequantizeLinear and their output goes to
 #: QuantizeLinear. Anything else runs in float, so a Q->DQ pair between two such float ops
-#: only adds rounding noise and two memory passes.
-ORT_INT8_OPS = frozenset({
-    "Conv", "MatMul", "Gemm", "Add", "Mul", "Concat", "Sigmoid", "LeakyRelu", "Softmax",
-    "AveragePool", "GlobalAveragePool", "MaxPool", "Reshape", "Transpose", "Squeeze",
-    "Unsqueeze", "Slice", "Resize", "Gather", "Flatten", "Split", "Where", "Pad",
-    "ConvTranspose", "InstanceNormalization",
-})
+#: only adds rounding noise and two memory passes. The runtime's data
+#: (:attr:`xcompress.runtime.Runtime.int8_ops`), named here for the rewrite that reads it.
+ORT_INT8_OPS: frozenset[str] = get_runtime("ort").int8_ops
 
 
 @register_rewrite

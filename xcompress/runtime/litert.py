@@ -5,8 +5,9 @@ convert with a symbolic width, and the int8 calibrator cannot allocate a graph w
 sizes. So an exported ``model.tflite`` holds one *signature* per input size (a bucket), e.g.
 ``w320``, ``w640``, ``w960`` for a recognizer or ``s960x960`` for a detector, all read from the
 file itself. :meth:`LiteRTRunner.run` picks, for each batch, the smallest bucket that holds it
-and pads with zeros on the right / bottom -- zero is what PaddleOCR pads normalized text lines
-with, so a recognizer sees the same kind of input as in a wider batch. The output is cropped
+(:func:`choose_bucket`, a rule the board runner shares) and pads with zeros on the right /
+bottom -- zero is what PaddleOCR pads normalized text lines with, so a recognizer sees the same
+kind of input as in a wider batch. The output is cropped
 back to the batch's own size where it is a spatial map (detectors). Inputs larger than every
 bucket are first trimmed of their all-zero padding and, if still too large, scaled down to fit
 (the probability map is scaled back up), so any width or page size runs.
@@ -22,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import numpy as np
 
 from xcompress.errors import MissingDependencyError, ModelError
 from xcompress.quiet import Captured, captured_stderr
-from xcompress.runtime import Runner, register_runner
+from xcompress.runtime import Runner, Runtime
 
 INSTALL_HINT = "install the TFLite extra: pip install 'xcompress[tflite]'"
 
@@ -46,6 +47,39 @@ def pick_bucket(buckets: Sequence[tuple[int, int]], h: int, w: int) -> int | Non
     """
     fits = [i for i, (bh, bw) in enumerate(buckets) if bh >= h and bw >= w]
     return min(fits, key=lambda i: (buckets[i][0] * buckets[i][1], i)) if fits else None
+
+
+def choose_bucket(
+    buckets: Sequence[tuple[int, int]],
+    h: int,
+    w: int,
+    content: Callable[[], tuple[int, int]] | None = None,
+) -> int:
+    """Index of the bucket (signature) an ``h`` x ``w`` batch runs in.
+
+    The smallest bucket that holds the batch; else the smallest that holds its content
+    (``content()``: its size without trailing all-zero padding, asked only then); else, to
+    scale into, the largest bucket of height ``h`` (text lines keep their height and are
+    squeezed in width), else the largest. The board runner (:mod:`xcompress.boards.runner`)
+    cannot import xcompress and holds a copy of this rule; a test checks that both choose
+    alike, so a board times the graph that was evaluated here.
+
+    Example:
+        >>> choose_bucket([(48, 320), (48, 640)], 48, 400)
+        1
+        >>> choose_bucket([(48, 320), (48, 640)], 48, 700, content=lambda: (48, 300))
+        0
+        >>> choose_bucket([(48, 320), (48, 640), (96, 96)], 48, 700)
+        1
+    """
+    idx = pick_bucket(buckets, h, w)
+    if idx is None and content is not None:
+        idx = pick_bucket(buckets, *content())
+    if idx is None:
+        same_h = [i for i, b in enumerate(buckets) if b[0] == h]
+        pool = same_h or range(len(buckets))
+        idx = max(pool, key=lambda i: buckets[i][0] * buckets[i][1])
+    return idx
 
 
 def content_size(batch: np.ndarray) -> tuple[int, int]:
@@ -134,15 +168,10 @@ def _quant(detail: dict) -> tuple[float, int] | None:
     return float(scale), int(zp)
 
 
-@register_runner(".tflite")
 class LiteRTRunner(Runner):
     """A LiteRT interpreter over every signature (size bucket) of a ``.tflite`` file."""
 
-    runtime_info = ("ai-edge-litert", "")
-
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        from importlib import metadata
-
         Interpreter = _interpreter_cls()
         self.path = Path(path)
         self.threads = threads
@@ -175,7 +204,6 @@ class LiteRTRunner(Runner):
             ))  # fmt: skip
         if not self.signatures:
             raise ModelError(f"{self.path.name} has no signatures: re-export it with xcompress")
-        self.runtime_info = ("ai-edge-litert", metadata.version("ai-edge-litert"))
 
     @property
     def buckets(self) -> list[tuple[int, int]]:
@@ -211,14 +239,7 @@ class LiteRTRunner(Runner):
             raise ModelError(
                 f"{self.path.name} takes {self.signatures[0].shape[1]} channels, got {c}"
             )
-        idx = pick_bucket(self.buckets, h, w)
-        if idx is None:
-            ch, cw = content_size(batch)
-            idx = pick_bucket(self.buckets, ch, cw)
-        if idx is None:  # scale into the largest bucket that keeps the height if possible
-            same_h = [i for i, b in enumerate(self.buckets) if b[0] == h]
-            pool = same_h or range(len(self.buckets))
-            idx = max(pool, key=lambda i: self.buckets[i][0] * self.buckets[i][1])
+        idx = choose_bucket(self.buckets, h, w, content=lambda: content_size(batch))
         sig = self.signatures[idx]
         fitted = fit_to_bucket(batch, self.buckets[idx])
         # Signatures have batch 1 (fixed shapes): run the lines / pages one by one.
@@ -237,3 +258,12 @@ class LiteRTRunner(Runner):
                 full[:, :, : out.shape[2], : out.shape[3]] = out
                 out = full
         return out
+
+
+LITERT = Runtime(
+    name="litert",
+    format="tflite",
+    suffixes=(".tflite",),
+    package="ai-edge-litert",
+    runner=LiteRTRunner,
+)
