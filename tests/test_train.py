@@ -147,3 +147,63 @@ def test_frozen_modules_do_not_change(tmp_path) -> None:
     after = read_checkpoint(tmp_path / "b" / "last.pt")["state_dict"]
     assert torch.equal(after["cnn.0.weight"], start["cnn.0.weight"])
     assert not torch.equal(after["head.weight"], start["head.weight"])
+
+
+def test_train_time_score_equals_xcompress_eval_of_the_export(tmp_path) -> None:
+    """One evaluation core: the held-out numbers of training are what `xcompress eval` says
+    of the exported ONNX model on the same folder (same preprocessing, decoding, metrics)."""
+    from xcompress.data.synth import SynthConfig, generate
+    from xcompress.eval import EvalConfig, evaluate
+    from xcompress.export import export_model
+
+    val = tmp_path / "val"
+    generate(SynthConfig(task="rec", count=12, seed=3, charset=tuple("0123456789")), val)
+    # one step from a random start: the module still emits many characters, so decoding and
+    # both CERs are exercised rather than an all-blank output
+    res = train(_cfg(tmp_path, steps=1, eval_every=1, warmup=0, val=[str(val)]), progress=False)
+    ((name, got),) = res.final_metrics.items()
+    assert res.metric == "cer_nospace" and res.final[name] == got["cer_nospace"]
+    assert got["cer"] > 0 and got["mean_score"] > 0
+    art = export_model(str(tmp_path / "run" / "last.pt"), "onnx", {}, tmp_path / "onnx")
+    rep = evaluate(art, val, EvalConfig(progress=False))
+    assert rep.n_samples == 12
+    for k in ("cer_nospace", "cer", "line_accuracy", "line_accuracy_nospace", "ned", "mean_score"):
+        assert rep.metrics[k] == pytest.approx(got[k], abs=1e-6), k
+
+
+def test_best_checkpoint_follows_the_headline_metric(tmp_path) -> None:
+    from xcompress.models.checkpoint import read_checkpoint
+
+    res = train(_cfg(tmp_path, steps=30, eval_every=10, val_count=8), progress=False)
+    assert res.task == "rec" and res.metric == "cer_nospace"
+    cers = {h["step"]: h["val"]["synth"] for h in res.history}
+    assert all(h["val"]["synth"] == h["val_metrics"]["synth"]["cer_nospace"] for h in res.history)
+    assert {"cer", "cer_nospace", "line_accuracy"} <= set(res.history[0]["val_metrics"]["synth"])
+    best_step = min(cers, key=lambda k: (cers[k], k))  # lowest CER wins, the first on ties
+    assert res.best_step == best_step and res.best["synth"] == cers[best_step]
+    notes = read_checkpoint(tmp_path / "run" / "best.pt")["card"]["notes"]
+    assert notes["train_step"] == best_step and notes["val_metric"] == "cer_nospace"
+    state = read_checkpoint(tmp_path / "run" / "last.pt")["train_state"]
+    assert state["best_metric"] == "cer_nospace" and state["best_step"] == best_step
+
+
+def test_evaluate_lines_is_the_eval_core(tmp_path) -> None:
+    from xcompress.data.labels import read_image
+    from xcompress.data.synth import SynthConfig, generate
+    from xcompress.models import build_model
+    from xcompress.train import evaluate_lines
+
+    ds = generate(SynthConfig(task="rec", count=4, seed=5, charset=tuple("0123456789")),
+                  tmp_path / "lines")  # fmt: skip
+    items = [(read_image(s.image), s.text) for s in ds.samples]
+    model = build_model("crnn", {**TINY_CRNN, "num_classes": 11}).train()
+    m = evaluate_lines(model, CTCCodec(list("0123456789")), items, RecBatchSpec(32, 96))
+    assert {"line_accuracy", "line_accuracy_nospace", "cer", "cer_nospace"} <= set(m)
+    assert model.training  # the caller's mode is restored
+
+
+def test_unknown_model_names_architectures_and_zoo(tmp_path) -> None:
+    from xcompress.errors import ModelError
+
+    with pytest.raises(ModelError, match="not an architecture .*crnn"):
+        train(_cfg(tmp_path, model="crnnn"), progress=False)

@@ -19,8 +19,22 @@ from xcompress.card import (
     default_preprocess,
 )
 from xcompress.errors import ModelError
+from xcompress.runtime import format_of_suffix, model_suffixes
 
-MODEL_SUFFIXES = (".onnx", ".tflite", ".pt")
+# The charset readers live in the one charset module; re-exported for existing imports.
+from xcompress.zoo.charset import charset_for_model, charset_from_onnx
+
+__all__ = [
+    "MODEL_SUFFIXES",
+    "Artifact",
+    "charset_for_model",
+    "charset_from_onnx",
+    "check_contract",
+    "infer_card",
+    "resolve_model",
+]
+
+MODEL_SUFFIXES = model_suffixes()  # from the runtime layer: .onnx, .tflite, .pt
 
 
 @dataclass(frozen=True)
@@ -35,45 +49,6 @@ class Artifact:
         return self.card.task
 
 
-def charset_from_onnx(path: str | Path) -> list[str] | None:
-    """The charset a PaddleOCR-exported recognizer keeps in its ``character`` metadata.
-
-    PaddleOCR appends a space to the dictionary (``use_space_char``); the metadata does not
-    hold it, so it is added here. Returns None if the model has no such metadata.
-    """
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    for prop in model.metadata_props:
-        if prop.key == "character":
-            chars = prop.value.split("\n")
-            return [*chars, " "]
-    return None
-
-
-def charset_for_model(dict_file: str | Path, num_classes: int, model_name: str) -> list[str]:
-    """A recognizer's charset from a PaddleOCR dict file, fitted to the model's classes.
-
-    PaddleOCR's semantics: one character per line; the CTC blank is class 0; a space is
-    appended (``use_space_char``) when the model has one class more than dict + blank.
-
-    Raises:
-        ModelError: the dict does not fit the model (both counts in the message).
-    """
-    from xcompress.data.charset import charset_from_file
-
-    chars = list(charset_from_file(dict_file, add_space=False))
-    if len(chars) + 1 == num_classes:
-        return chars
-    if len(chars) + 2 == num_classes and " " not in chars:
-        return [*chars, " "]
-    raise ModelError(
-        f"{Path(dict_file).name} has {len(chars)} characters, but {model_name} outputs "
-        f"{num_classes} classes (dict + blank{' + space' if ' ' not in chars else ''}): "
-        "pass the dict file the model was trained with"
-    )
-
-
 def _model_name(path: Path) -> str:
     # PaddleOCR exports are called inference.onnx / model.onnx: the folder names the model
     generic = {"inference", "model", "rec", "det", "cls"}
@@ -85,7 +60,7 @@ def infer_card(path: Path, task: Task, charset_file: str | Path | None = None) -
     from xcompress.zoo.charset import onnx_num_classes
 
     charset = None
-    fmt = {".onnx": "onnx", ".tflite": "tflite", ".pt": "torch"}[path.suffix.lower()]
+    fmt = format_of_suffix()[path.suffix.lower()]
     if fmt == "onnx":  # the task's shape contract first: it says more than "no charset"
         from xcompress.contract import check_onnx_contract
 
@@ -156,9 +131,14 @@ def resolve_model(
 ) -> Artifact:
     """Turn a zoo name, folder or model file into an :class:`Artifact`, checked against its task.
 
+    This is the one place that knows what a model argument may be; every command, the
+    recipes, export and training resolve models through it.
+
     Args:
-        spec: zoo name, folder with ``xcompress.json``, model file, or an Artifact (returned
-            as it is once ``task`` is checked).
+        spec: zoo name, folder with ``xcompress.json``, model file (ONNX / TFLite with a card
+            beside it, or bare with ``task``), an xcompress ``.pt`` checkpoint (format
+            ``"torch"``, its card read from the checkpoint), or an Artifact (returned as it
+            is once ``task`` is checked).
         task: required for a bare model file without a card; checked against the card otherwise.
         charset: a PaddleOCR dict file for a recognizer without a card (or to replace the
             card's charset); a space is appended when the model has one class more.
@@ -171,6 +151,8 @@ def resolve_model(
         >>> art = resolve_model("ppocr-v4-rec")   # doctest: +SKIP
         >>> art.card.task
         'rec'
+        >>> resolve_model("runs/crnn/best.pt").card.format   # doctest: +SKIP
+        'torch'
     """
     from xcompress import zoo
 
@@ -181,33 +163,63 @@ def resolve_model(
     p = Path(spec)
     if not p.exists() and zoo.is_zoo_name(str(spec)):
         p = zoo.ensure_local(str(spec))
-    card: ModelCard | None
     if p.is_dir():
-        if not (p / CARD_NAME).is_file():
-            models = [f for f in sorted(p.iterdir()) if f.suffix.lower() in MODEL_SUFFIXES]
-            if len(models) == 1 and task is not None:
-                return _checked(Artifact(models[0], infer_card(models[0], task, charset)))
-            if not models:
-                raise ModelError(f"{p} holds no model file ({', '.join(MODEL_SUFFIXES)})")
-            raise ModelError(
-                f"{p} has no {CARD_NAME}: pass the model file itself with --task "
-                "(or write a card once: xcompress card MODEL --task ... --out DIR)"
-            )
-        card = ModelCard.load(p)
-        path = p / card.file
-    elif p.is_file():
-        if p.suffix.lower() not in MODEL_SUFFIXES:
-            raise ModelError(f"{p.name}: not a model file (expected {', '.join(MODEL_SUFFIXES)})")
-        card_path = p.parent / CARD_NAME
-        card = ModelCard.load(card_path) if card_path.is_file() else None
-        if card is None or card.file != p.name:
-            if task is None:
-                raise ModelError(f"{p.name} has no model card beside it: pass --task rec|det|cls")
-            return _checked(Artifact(p, infer_card(p, task, charset)))
-        path = p
-    else:
-        names = ", ".join(zoo.names())
-        raise ModelError(f"no such model: {spec} (not a file, folder, or zoo name: {names})")
+        return _from_folder(p, str(spec), task, charset)
+    if p.is_file():
+        return _from_file(p, str(spec), task, charset)
+    names = ", ".join(zoo.names())
+    raise ModelError(f"no such model: {spec} (not a file, folder, or zoo name: {names})")
+
+
+def _from_folder(p: Path, spec: str, task: Task | None, charset: str | Path | None) -> Artifact:
+    """A folder: its card names the model; without one, its only model file."""
+    if not (p / CARD_NAME).is_file():
+        models = [f for f in sorted(p.iterdir()) if f.suffix.lower() in MODEL_SUFFIXES]
+        if len(models) == 1 and (task is not None or models[0].suffix.lower() == ".pt"):
+            return _from_file(models[0], str(models[0]), task, charset)
+        if not models:
+            raise ModelError(f"{p} holds no model file ({', '.join(MODEL_SUFFIXES)})")
+        raise ModelError(
+            f"{p} has no {CARD_NAME}: pass the model file itself with --task "
+            "(or write a card once: xcompress card MODEL --task ... --out DIR)"
+        )
+    card = ModelCard.load(p)
+    return _with_card(p / card.file, card, spec, task, charset)
+
+
+def _from_file(p: Path, spec: str, task: Task | None, charset: str | Path | None) -> Artifact:
+    """A model file: a checkpoint carries its card; others use the card beside them, if any."""
+    if p.suffix.lower() not in MODEL_SUFFIXES:
+        raise ModelError(f"{p.name}: not a model file (expected {', '.join(MODEL_SUFFIXES)})")
+    if p.suffix.lower() == ".pt":
+        return _with_card(p, _checkpoint_card(p), spec, task, charset)
+    card_path = p.parent / CARD_NAME
+    card = ModelCard.load(card_path) if card_path.is_file() else None
+    if card is None or card.file != p.name:
+        if task is None:
+            raise ModelError(f"{p.name} has no model card beside it: pass --task rec|det|cls")
+        return _checked(Artifact(p, infer_card(p, task, charset)))
+    return _with_card(p, card, spec, task, charset)
+
+
+def _checkpoint_card(path: Path) -> ModelCard:
+    """The card an xcompress checkpoint carries (reading it imports torch)."""
+    from pydantic import ValidationError
+
+    from xcompress.models.checkpoint import read_checkpoint
+
+    try:
+        card = ModelCard.model_validate(read_checkpoint(path)["card"])
+    except ValidationError as e:
+        first = str(e).splitlines()[0]
+        raise ModelError(f"{path}: the checkpoint's card is invalid ({first}); re-create it") from e
+    return card if card.format == "torch" else card.derive(format="torch")
+
+
+def _with_card(
+    path: Path, card: ModelCard, spec: str, task: Task | None, charset: str | Path | None
+) -> Artifact:
+    """Check a model and its card against ``task``; apply a ``--charset`` dict file."""
     if task is not None and card.task != task:
         raise ModelError(f"{spec} is a {card.task} model, not {task}")
     if not path.is_file():

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from xcompress.cli.options import CharsetOpt, TaskOpt
 
-# Metrics shown first, per task; the rest of the report's metrics follow.
-_HEADLINE = {
-    "rec": ("line_accuracy", "cer", "line_accuracy_nospace", "cer_nospace", "ned"),
-    "det": ("precision", "recall", "hmean"),
-    "cls": ("accuracy",),
-}
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from xcompress.eval import EvalConfig, EvalReport
+
+# Counts are printed as integers; the metric order per task is xcompress.eval.metrics'.
 _COUNTS = ("matched", "n_gt", "n_det")
 # What the last column of the worst-samples table shows, per task.
 _FAILURE_SCORE = {"rec": "cer", "det": "hmean", "cls": "confidence"}
@@ -62,26 +63,10 @@ def eval_command(
     Example: xcompress eval ppocr-v4-rec --data data/rec_val --json eval.json --failures 5
     """
     from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
 
-    from xcompress.errors import XCompressError
-    from xcompress.eval import EvalConfig, evaluate
-    from xcompress.fsutil import prepare_output_file
+    from xcompress.eval import evaluate
 
-    if task is not None and task not in _HEADLINE:
-        raise XCompressError(f"--task must be rec, det or cls, not {task!r}")
-    _check_ranges(threads=threads, batch_size=batch_size, failures=failures, limit=limit)
-    if json_out is not None:  # a folder or unwritable path fails now, not after the run
-        prepare_output_file(json_out, "--json")
-    config = EvalConfig(
-        threads=threads,
-        batch_size=batch_size,
-        limit=limit,
-        failures=max(failures, 10),  # the JSON keeps at least 10 for later inspection
-        task=task,  # type: ignore[arg-type]
-        skip_bad=skip_bad,
-    )
+    config = _config(task, threads, batch_size, failures, limit, skip_bad, json_out)
     target: str | object = model
     if charset is not None:
         from xcompress.artifact import resolve_model
@@ -90,10 +75,51 @@ def eval_command(
     report = evaluate(target, data, config)  # type: ignore[arg-type]
 
     console = Console()
+    console.print(_summary_table(report))
+    _print_notes(console, report)
+    if failures and not report.failures:
+        console.print("no failing samples")
+    elif failures:
+        console.print(_worst_table(report, failures))
+    if json_out is not None:
+        report.save(json_out)
+        console.print(f"report written to {json_out}")
+
+
+def _config(
+    task: str | None, threads: int | None, batch_size: int, failures: int, limit: int | None,
+    skip_bad: bool, json_out: Path | None,
+) -> EvalConfig:  # fmt: skip
+    """The evaluation settings, every argument checked before any work (one error line)."""
+    from xcompress.errors import XCompressError
+    from xcompress.eval import TASK_METRICS, EvalConfig
+    from xcompress.fsutil import prepare_output_file
+
+    if task is not None and task not in TASK_METRICS:
+        raise XCompressError(f"--task must be rec, det or cls, not {task!r}")
+    _check_ranges(threads=threads, batch_size=batch_size, failures=failures, limit=limit)
+    if json_out is not None:  # a folder or unwritable path fails now, not after the run
+        prepare_output_file(json_out, "--json")
+    return EvalConfig(
+        threads=threads,
+        batch_size=batch_size,
+        limit=limit,
+        failures=max(failures, 10),  # the JSON keeps at least 10 for later inspection
+        task=task,  # type: ignore[arg-type]
+        skip_bad=skip_bad,
+    )
+
+
+def _summary_table(report: EvalReport) -> Table:
+    """Metrics (the task's order first, both CERs for rec) and the settings behind them."""
+    from rich.table import Table
+
+    from xcompress.eval import task_metrics
+
     table = Table(title=f"{report.model.name} on {report.data.path}", show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
-    shown = [k for k in _HEADLINE[report.task] if k in report.metrics]
+    shown = [k for k in task_metrics(report.task).shown if k in report.metrics]
     shown += [k for k in report.metrics if k not in shown]
     for k in shown:
         v = report.metrics[k]
@@ -101,16 +127,21 @@ def eval_command(
     s = report.settings
     table.add_section()
     table.add_row("samples", f"{report.data.count} of {report.data.total}")
-    skipped = report.data.skipped
-    if skipped:
-        table.add_row("skipped", f"{len(skipped)} images that cannot be used")
+    if report.data.skipped:
+        table.add_row("skipped", f"{len(report.data.skipped)} images that cannot be used")
     table.add_row("model", f"{report.model.path} (sha256 {report.model.sha256[:12]})")
     table.add_row("runtime", f"{s.runtime} {s.runtime_version}, threads {s.threads or 'default'}")
     table.add_row("batch size", str(s.batch_size))
     table.add_row("machine", f"{s.cpu}, {s.cores} cores")
     table.add_row("time", f"{s.seconds:.1f} s")
-    console.print(table)
+    return table
 
+
+def _print_notes(console: Console, report: EvalReport) -> None:
+    """Skipped images and label characters the model cannot output, one line each."""
+    from rich.markup import escape
+
+    skipped = report.data.skipped
     if skipped:
         names = "; ".join(f"{Path(k.image).name}: {k.reason}" for k in skipped[:5])
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
@@ -123,18 +154,18 @@ def eval_command(
             f"[yellow]warning:[/] {cm.lines_affected} labels hold {cm.occurrences} characters "
             f"the model cannot output: {' '.join(repr(c) for c in list(cm.missing)[:12])}"
         )
-    if failures and not report.failures:
-        console.print("no failing samples")
-    elif failures:
-        worst = Table(title=f"{min(failures, len(report.failures))} worst samples")
-        for col in ("image", "expected", "got", _FAILURE_SCORE[report.task]):
-            worst.add_column(col)
-        for f in report.failures[:failures]:
-            val = f.cer if report.task == "rec" else (f.hmean if f.hmean is not None else f.score)
-            # repr() makes leading/trailing and doubled spaces visible
-            texts = (repr(f.expected), repr(f.got)) if report.task == "rec" else (f.expected, f.got)
-            worst.add_row(Path(f.image).name, *texts, "" if val is None else f"{val:.3f}")
-        console.print(worst)
-    if json_out is not None:
-        report.save(json_out)
-        console.print(f"report written to {json_out}")
+
+
+def _worst_table(report: EvalReport, n: int) -> Table:
+    """The ``n`` worst samples: image, expected, got, and the task's per-sample score."""
+    from rich.table import Table
+
+    worst = Table(title=f"{min(n, len(report.failures))} worst samples")
+    for col in ("image", "expected", "got", _FAILURE_SCORE[report.task]):
+        worst.add_column(col)
+    for f in report.failures[:n]:
+        val = f.cer if report.task == "rec" else (f.hmean if f.hmean is not None else f.score)
+        # repr() makes leading/trailing and doubled spaces visible
+        texts = (repr(f.expected), repr(f.got)) if report.task == "rec" else (f.expected, f.got)
+        worst.add_row(Path(f.image).name, *texts, "" if val is None else f"{val:.3f}")
+    return worst

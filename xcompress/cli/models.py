@@ -191,6 +191,7 @@ def train_command(
 
     from xcompress.cli.options import build_config
     from xcompress.errors import XCompressError
+    from xcompress.eval import format_metrics
     from xcompress.train import DistillConfig, TrainConfig, train
 
     if minutes is not None and minutes <= 0:
@@ -205,6 +206,7 @@ def train_command(
         distill=DistillConfig(teacher=teacher) if teacher else None,
     )  # fmt: skip
     result = train(cfg, force=force)
-    accs = ", ".join(f"{k} {v:.4f}" for k, v in result.best.items())
-    print(f"trained {result.step} steps in {result.seconds:.0f}s; best (step {result.best_step}): "
-          f"{accs}; checkpoints in {out}")  # fmt: skip
+    scores = "; ".join(f"{k} {format_metrics(result.task, m)}"
+                       for k, m in result.best_metrics.items())  # fmt: skip
+    print(f"trained {result.step} steps in {result.seconds:.0f}s; best (step {result.best_step}, "
+          f"by {result.metric}): {scores}; checkpoints in {out}")  # fmt: skip

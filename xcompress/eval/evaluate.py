@@ -23,16 +23,17 @@ from xcompress.eval.report import (
     Settings,
     SkippedImage,
 )
-from xcompress.eval.tasks import evaluator_for
+from xcompress.eval.tasks import evaluate_samples
 from xcompress.fsutil import sha256_file
+from xcompress.runtime import runner_packages
 
 if TYPE_CHECKING:
     from xcompress.data import Dataset, Sample
 
 log = logging.getLogger("xcompress.eval")
 
-# Runner module -> the distribution whose version the report records.
-_RUNTIME_PACKAGES = {"xcompress.runtime.ort": "onnxruntime"}
+# Runner module -> the distribution whose version the report records (the runtime layer's).
+_RUNTIME_PACKAGES = runner_packages()
 
 
 def runtime_info(runner) -> tuple[str, str]:
@@ -185,9 +186,7 @@ def evaluate(
     runner = open_runner(artifact.path, threads=config.threads)
     t0 = time.perf_counter()
     with _progress(len(samples), f"eval {task}", config.progress) as advance:
-        result = evaluator_for(task).evaluate(
-            runner, artifact.card, samples, config.batch_size, advance
-        )
+        result = evaluate_samples(runner, artifact.card, samples, config.batch_size, advance)
     seconds = time.perf_counter() - t0
 
     rt_name, rt_version = runtime_info(runner)

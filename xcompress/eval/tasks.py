@@ -1,8 +1,21 @@
-"""Per-task evaluation loops, registered by task name.
+"""Per-task evaluation loops, registered by task name: the one evaluation core.
 
-Each :class:`TaskEvaluator` runs a :class:`~xcompress.runtime.Runner` over a data set with the
-card's pre/post-processing and returns metrics plus the worst samples. Adding a task means
-registering one subclass; :func:`xcompress.eval.evaluate` never branches on the task.
+Each :class:`TaskEvaluator` runs a runner over a data set with the card's pre/post-processing
+(:mod:`xcompress.ocr`) and returns metrics plus the worst samples. A runner is anything with
+``run(batch: np.ndarray) -> np.ndarray``: an onnxruntime / LiteRT :class:`~xcompress.runtime.Runner`
+or a torch module wrapped in :class:`~xcompress.eval.torch_runner.TorchRunner`, so ``xcompress
+eval``, training's held-out scores, quantize and export all score models with the same code.
+Adding a task means registering one subclass; callers use :func:`evaluate_samples` and never
+branch on the task.
+
+A sample's ``image`` is a file path (data-set samples) or an already decoded HWC uint8 BGR
+array (training's held-out sets, generated in memory); failures name the latter by index.
+
+Example:
+    >>> from xcompress.data import RecSample                                  # doctest: +SKIP
+    >>> res = evaluate_samples(runner, card, [RecSample(img, "2026")])       # doctest: +SKIP
+    >>> res.metrics["cer_nospace"], res.metrics["cer"]                        # doctest: +SKIP
+    (0.0, 0.0)
 """
 
 from __future__ import annotations
@@ -48,7 +61,44 @@ def register_evaluator(cls: type[TaskEvaluator]) -> type[TaskEvaluator]:
 
 
 def evaluator_for(task: str) -> TaskEvaluator:
+    """The registered evaluator of ``task``."""
     return _EVALUATORS[task]
+
+
+def evaluate_samples(
+    runner, card: ModelCard, samples: Sequence, batch_size: int = 1, advance: Advance | None = None
+) -> TaskResult:
+    """Score ``runner`` on ``samples`` with ``card``'s task, pre- and post-processing.
+
+    Args:
+        runner: anything with ``run(batch) -> np.ndarray`` (a runtime runner, or a
+            :class:`~xcompress.eval.torch_runner.TorchRunner` around a torch module).
+        card: the model's card (task, charset, pre/post-processing).
+        samples: data-set samples of the card's task (``image`` a path or a BGR array).
+        batch_size: lines per call (rec / cls; det runs one page at a time), see
+            :class:`~xcompress.eval.EvalConfig` for why 1 is the default.
+        advance: called with the number of samples done after each call (progress bars).
+
+    Returns:
+        :class:`TaskResult`: the task's metrics (see :mod:`xcompress.eval.metrics`) and
+        every imperfect sample, worst first.
+    """
+    done = advance or (lambda n: None)
+    return evaluator_for(card.task).evaluate(runner, card, samples, batch_size, done)
+
+
+def _pixels(image) -> np.ndarray:
+    """A sample's BGR pixels: the array itself, or the decoded file."""
+    if isinstance(image, np.ndarray):
+        return image
+    from xcompress.data import read_image
+
+    return read_image(image)
+
+
+def _name(image, index: int) -> str:
+    """What a failure calls a sample: its path, or ``#index`` for an in-memory image."""
+    return f"#{index}" if isinstance(image, np.ndarray) else str(image)
 
 
 def _image_size(path) -> tuple[int, int]:
@@ -56,7 +106,10 @@ def _image_size(path) -> tuple[int, int]:
 
     A file PIL cannot open is decoded with :func:`~xcompress.data.read_image`, which
     raises a one-line :class:`~xcompress.errors.DataError` if OpenCV cannot read it either.
+    An in-memory image gives its own shape.
     """
+    if isinstance(path, np.ndarray):
+        return path.shape[0], path.shape[1]
     from PIL import Image
 
     try:
@@ -90,7 +143,6 @@ class RecEvaluator(TaskEvaluator):
     task = "rec"
 
     def evaluate(self, runner, card, samples, batch_size, advance) -> TaskResult:
-        from xcompress.data import read_image
         from xcompress.ocr.metrics import char_errors, rec_metrics
         from xcompress.ocr.postprocess import ctc_greedy_decode
         from xcompress.ocr.preprocess import preprocess_for
@@ -99,7 +151,7 @@ class RecEvaluator(TaskEvaluator):
             raise ModelError(f"{card.name} has no charset: a recognizer's card must list it")
         preds: list[tuple[str, float]] = [("", 0.0)] * len(samples)
         for idx in _batches(samples, batch_size, sort_by_ratio=True):
-            prepared = preprocess_for(card, [read_image(samples[i].image) for i in idx])
+            prepared = preprocess_for(card, [_pixels(samples[i].image) for i in idx])
             probs = runner.run(prepared.batch)
             if probs.ndim != 3 or probs.shape[2] != len(card.charset) + 1:
                 raise ModelError(
@@ -116,9 +168,10 @@ class RecEvaluator(TaskEvaluator):
         metrics["mean_score"] = float(np.mean([p[1] for p in preds])) if preds else 0.0
         failures = [
             Failure(
-                image=str(s.image), expected=s.text, got=t, cer=char_errors(t, s.text), score=sc
+                image=_name(s.image, i), expected=s.text, got=t, cer=char_errors(t, s.text),
+                score=sc,
             )
-            for s, (t, sc) in zip(samples, preds, strict=True)
+            for i, (s, (t, sc)) in enumerate(zip(samples, preds, strict=True))
             if t != s.text
         ]
         failures.sort(key=lambda f: -(f.cer or 0.0))
@@ -132,7 +185,6 @@ class DetEvaluator(TaskEvaluator):
     task = "det"
 
     def evaluate(self, runner, card, samples, batch_size, advance) -> TaskResult:
-        from xcompress.data import read_image
         from xcompress.ocr.metrics import det_metrics
         from xcompress.ocr.postprocess import DBPostProcess
         from xcompress.ocr.preprocess import preprocess_for
@@ -140,7 +192,7 @@ class DetEvaluator(TaskEvaluator):
         post = DBPostProcess(card.resolved_postprocess())
         preds: list[list[np.ndarray]] = []
         for s in samples:
-            prepared = preprocess_for(card, [read_image(s.image)])
+            prepared = preprocess_for(card, [_pixels(s.image)])
             prob = runner.run(prepared.batch)
             boxes, _ = post(prob, prepared.src_shapes)
             preds.append(boxes[0])
@@ -148,12 +200,12 @@ class DetEvaluator(TaskEvaluator):
         gts = [list(s.boxes) for s in samples]
         metrics = det_metrics(preds, gts).as_dict()
         failures = []
-        for s, p, g in zip(samples, preds, gts, strict=True):
+        for i, (s, p, g) in enumerate(zip(samples, preds, gts, strict=True)):
             m = det_metrics([p], [g])
             if m.matched < m.n_gt or m.matched < m.n_det:
                 failures.append(
                     Failure(
-                        image=str(s.image),
+                        image=_name(s.image, i),
                         expected=f"{m.n_gt} boxes",
                         got=f"{m.n_det} boxes, {m.matched} matched",
                         hmean=m.hmean,
@@ -170,7 +222,6 @@ class ClsEvaluator(TaskEvaluator):
     task = "cls"
 
     def evaluate(self, runner, card, samples, batch_size, advance) -> TaskResult:
-        from xcompress.data import read_image
         from xcompress.ocr.metrics import cls_metrics
         from xcompress.ocr.postprocess import cls_decode
         from xcompress.ocr.preprocess import preprocess_for
@@ -178,7 +229,7 @@ class ClsEvaluator(TaskEvaluator):
         labels = card.resolved_postprocess().labels or ["0", "180"]
         preds: list[tuple[str, float]] = [("", 0.0)] * len(samples)
         for idx in _batches(samples, batch_size, sort_by_ratio=False):
-            prepared = preprocess_for(card, [read_image(samples[i].image) for i in idx])
+            prepared = preprocess_for(card, [_pixels(samples[i].image) for i in idx])
             for i, res in zip(idx, cls_decode(runner.run(prepared.batch), labels), strict=True):
                 preds[i] = res
             advance(len(idx))
@@ -186,8 +237,8 @@ class ClsEvaluator(TaskEvaluator):
         metrics = cls_metrics(got, [s.label for s in samples]).as_dict()
         metrics.pop("n")
         failures = [
-            Failure(image=str(s.image), expected=s.label, got=g, score=sc)
-            for s, (g, sc) in zip(samples, preds, strict=True)
+            Failure(image=_name(s.image, i), expected=s.label, got=g, score=sc)
+            for i, (s, (g, sc)) in enumerate(zip(samples, preds, strict=True))
             if g != s.label
         ]
         failures.sort(key=lambda f: -(f.score or 0.0))  # confidently wrong first

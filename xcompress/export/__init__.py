@@ -23,13 +23,16 @@ import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from xcompress.artifact import Artifact
 from xcompress.card import ModelCard
 from xcompress.errors import ModelError
+
+if TYPE_CHECKING:
+    from xcompress.eval.metrics import TaskMetrics
 
 
 class ExportConfig(BaseModel):
@@ -132,34 +135,39 @@ def load_source(
 ) -> ModelSource:
     """Turn a zoo name / ONNX model (with card) / ``.pt`` checkpoint into a :class:`ModelSource`.
 
-    ONNX models go through the exact importer (:func:`xcompress.models.importers.import_onnx`,
-    checked against onnxruntime); checkpoints are rebuilt from their arch and config.
+    The model is resolved by :func:`~xcompress.artifact.resolve_model`; ONNX models then go
+    through the exact importer (:func:`xcompress.models.importers.import_onnx`, checked
+    against onnxruntime), checkpoints (format ``"torch"``) are rebuilt from their arch and
+    config. Training loads its student and teacher through here too.
+
+    Raises:
+        ModelError: the model cannot be resolved, or is in a format that holds no native
+            module (TFLite).
 
     Example:
         >>> src = load_source("ppocr-v4-rec")          # doctest: +SKIP
         >>> src.parent.path.name, src.card.task        # doctest: +SKIP
         ('model.onnx', 'rec')
     """
+    from xcompress.artifact import resolve_model
     from xcompress.fsutil import sha256_file
 
-    p = Path(spec.path if isinstance(spec, Artifact) else spec)
-    if p.suffix == ".pt" and p.is_file():
+    art = resolve_model(spec, task, charset)  # type: ignore[arg-type]
+    name = str(spec.path if isinstance(spec, Artifact) else spec)
+    if art.card.format == "torch":
         from xcompress.models.checkpoint import load_checkpoint
 
-        module, card = load_checkpoint(p)
-        return ModelSource(module.eval(), card, None, str(spec), sha256_file(p))
-    from xcompress.artifact import resolve_model
+        module, _ = load_checkpoint(art.path)
+        return ModelSource(module.eval(), art.card, None, name, sha256_file(art.path))
+    if art.card.format != "onnx":
+        raise ModelError(
+            f"{spec} is a {art.card.format} model: a native module comes from an ONNX model, "
+            "a zoo name or an xcompress .pt checkpoint"
+        )
     from xcompress.models.importers import import_onnx
 
-    parent = resolve_model(spec, task, charset)  # type: ignore[arg-type]
-    if parent.card.format != "onnx":
-        raise ModelError(
-            f"{spec} is a {parent.card.format} model: export reads ONNX models, zoo names or "
-            "xcompress .pt checkpoints"
-        )
-    module, card = import_onnx(parent)
-    name = str(spec.path if isinstance(spec, Artifact) else spec)
-    return ModelSource(module.eval(), card, parent, name, sha256_file(parent.path))
+    module, card = import_onnx(art)
+    return ModelSource(module.eval(), card, art, name, sha256_file(art.path))
 
 
 def export_model(
@@ -202,6 +210,8 @@ def summarize(artifact: Artifact) -> str:
     """
     import json
 
+    from xcompress.eval.metrics import TASK_METRICS
+
     report_path = artifact.path.parent / "report.json"
     if not report_path.is_file():
         return f"wrote {artifact.path}"
@@ -211,13 +221,25 @@ def summarize(artifact: Artifact) -> str:
     if rep.get("float_max_abs_diff") is not None:
         parts.append(f"float max abs diff {rep['float_max_abs_diff']:.1e}")
     acc = rep.get("accuracy")
-    if acc:
-        key = {"rec": "cer_nospace", "det": "hmean", "cls": "accuracy"}.get(rep.get("task", ""))
-        if key and key in acc["tflite"]:
-            drop = f", drop {acc['drop'] * 100:.2f} pt" if acc.get("drop") is not None else ""
-            parts.append(f"{key} {acc['tflite'][key]:.4f} (parent {acc['parent'][key]:.4f}"
-                         f"{drop}) on {acc['n']} samples")  # fmt: skip
-    return "\n".join(["; ".join(parts), *(f"  warning: {w}" for w in rep.get("warnings", []))])
+    if acc and rep.get("task") in TASK_METRICS:
+        parts.append(_accuracy_summary(TASK_METRICS[rep["task"]], acc))
+    return "\n".join(["; ".join(p for p in parts if p),
+                      *(f"  warning: {w}" for w in rep.get("warnings", []))])  # fmt: skip
+
+
+def _accuracy_summary(tm: TaskMetrics, acc: dict[str, Any]) -> str:
+    """``cer_nospace 0.0120 (parent 0.0110, drop 0.10 pt), cer ... on N samples``: the
+    metric the budget was checked on, then the task's other budget metrics (rec: both CERs)."""
+    first = acc.get("metric") or tm.default_budget
+    keys = [first, *(k for k in tm.budget if k != first)]
+    shown = []
+    for k in keys:
+        if k not in acc["tflite"] or k not in acc["parent"]:
+            continue
+        drop = acc.get("drop") if k == first else None
+        tail = f", drop {drop * 100:.2f} pt" if drop is not None else ""
+        shown.append(f"{k} {acc['tflite'][k]:.4f} (parent {acc['parent'][k]:.4f}{tail})")
+    return f"{', '.join(shown)} on {acc['n']} samples" if shown else ""
 
 
 __all__ = [

@@ -27,12 +27,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from xcompress.card import ModelCard
+from xcompress.eval.metrics import task_metrics
 
 _TIE = 0.1  # weight of the continuous tie-breaker next to the discrete signal
 
 
 class Signal(ABC):
-    """Disagreement between reference (float) and candidate outputs; 0 means identical."""
+    """Disagreement between reference (float) and candidate outputs; 0 means identical.
+
+    The budget metrics are the task's declarations
+    (:func:`xcompress.eval.metrics.task_metrics`), not the signal's own: set by
+    :func:`register_signal` from the task.
+    """
 
     task: str
     #: metric the budget is checked on by default, and whether a larger value is better
@@ -58,7 +64,11 @@ _SIGNALS: dict[str, Signal] = {}
 
 
 def register_signal(cls: type[Signal]) -> type[Signal]:
-    """Class decorator: register one instance under ``cls.task``."""
+    """Class decorator: register one instance under ``cls.task``, with the task's budget
+    metrics (default, choices, direction) from :mod:`xcompress.eval.metrics`."""
+    tm = task_metrics(cls.task)
+    cls.metric, cls.metrics = tm.default_budget, tm.budget
+    cls.higher_is_better = tm.higher_is_better
     _SIGNALS[cls.task] = cls()
     return cls
 
@@ -82,13 +92,7 @@ def get_signal(task: str, metric: str | None = None) -> Signal:
 
 @register_signal
 class RecSignal(Signal):
-    task = "rec"
-    # PaddleOCR's RecMetric ignores spaces by default, and the Chinese PP-OCR recognizers
-    # drop spaces between English words that a reader does not miss: the budget is on the
-    # space-insensitive CER unless --metric cer asks for the as-is one (both are reported).
-    metric = "cer_nospace"
-    higher_is_better = False
-    metrics = ("cer_nospace", "cer")
+    task = "rec"  # budget: cer_nospace unless --metric cer (see xcompress.eval.metrics)
 
     def disagreement(self, ref, out, card):
         from rapidfuzz.distance import Levenshtein
@@ -115,9 +119,6 @@ class RecSignal(Signal):
 @register_signal
 class DetSignal(Signal):
     task = "det"
-    metric = "hmean"
-    higher_is_better = True
-    metrics = ("hmean",)
     thresh = 0.3  # PaddleOCR's DB binarization threshold
 
     def disagreement(self, ref, out, card):
@@ -139,9 +140,6 @@ class DetSignal(Signal):
 @register_signal
 class ClsSignal(Signal):
     task = "cls"
-    metric = "accuracy"
-    higher_is_better = True
-    metrics = ("accuracy",)
 
     def disagreement(self, ref, out, card):
         flips, n, tie = 0, 0, []

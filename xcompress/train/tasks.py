@@ -1,9 +1,13 @@
 """Per-task parts of training, behind one small base class.
 
 :class:`TrainTask` is what the loop needs from a task: sample sources, batching, losses
-(with optional distillation) and a held-out metric. ``rec`` = CTC (+ U-DML distillation),
+(with optional distillation) and held-out sets. ``rec`` = CTC (+ U-DML distillation),
 ``det`` = DB loss (+ probability-map distillation). The loop picks the task class from the
 model's ``task`` through :data:`TASKS`.
+
+Held-out sets are plain :mod:`xcompress.data` samples (images decoded once, in memory): the
+loop scores them with :func:`xcompress.eval.evaluate_samples`, the evaluators ``xcompress
+eval`` uses, so there is no training-only decoding or metric code here.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 import torch
 
 from xcompress.card import ModelCard
+from xcompress.data.labels import DetSample, RecSample, TextBox
 from xcompress.errors import DataError, ModelError
 from xcompress.models.base import OCRModel
 from xcompress.train.data import CTCCodec, FolderSource, RecBatchSpec, SynthSource, collate
@@ -44,7 +49,8 @@ class TrainTask(ABC):
 
     @abstractmethod
     def val_sets(self) -> dict[str, list[Any]]:
-        """Held-out sets by name."""
+        """Held-out sets by name: samples of :mod:`xcompress.data` whose ``image`` is the
+        decoded BGR array, for :func:`xcompress.eval.evaluate_samples`."""
 
     @abstractmethod
     def batch(self, samples: list[Any]) -> tuple[torch.Tensor, Any]:
@@ -54,10 +60,6 @@ class TrainTask(ABC):
     def losses(self, out: dict[str, torch.Tensor], target: Any,
                teacher_out: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:  # fmt: skip
         """Named loss terms (their sum is minimized)."""
-
-    @abstractmethod
-    def evaluate(self, model: OCRModel, items: list[Any]) -> float:
-        """The primary held-out metric (higher is better)."""
 
     def check_teacher(self, card: ModelCard) -> None:
         if card.task != self.task:
@@ -85,10 +87,11 @@ class RecTask(TrainTask):
         for s in self.cfg.val:
             if s == SYNTH:
                 src = SynthSource(self.codec.charset, self.cfg.synth_lang)
-                out[SYNTH] = src.items(self.cfg.seed + VAL_SEED, self.cfg.val_count)
+                name, items = SYNTH, src.items(self.cfg.seed + VAL_SEED, self.cfg.val_count)
             else:
                 folder = FolderSource(s, self.codec)
-                out[folder.name] = folder.items()
+                name, items = folder.name, folder.items()
+            out[name] = [RecSample(image=im, text=t) for im, t in items]  # type: ignore[arg-type]
         return out
 
     def batch(self, samples: list[Any]) -> tuple[torch.Tensor, Any]:
@@ -115,11 +118,6 @@ class RecTask(TrainTask):
                 out["features"], teacher_out["features"]
             )
         return terms
-
-    def evaluate(self, model: OCRModel, items: list[Any]) -> float:
-        from xcompress.train.loop import evaluate_lines
-
-        return evaluate_lines(model, self.codec, items, self.spec)["line_accuracy"]
 
 
 # ----------------------------------------------------------------------------- detection
@@ -172,6 +170,13 @@ class FolderDetSource:
     def items(self) -> list[Any]:
         return [self._load(s) for s in self.samples]
 
+    def held_out(self) -> list[DetSample]:
+        """The set's samples with decoded images and their own boxes (text, ignore flags)."""
+        from xcompress.data.labels import read_image
+
+        return [DetSample(image=read_image(s.image), boxes=s.boxes)  # type: ignore[arg-type]
+                for s in self.samples]  # fmt: skip
+
     def stream(self, seed: int, start: int = 0) -> Iterator[Any]:
         n, i = len(self.samples), start
         while True:
@@ -180,10 +185,6 @@ class FolderDetSource:
                 self.samples[int(np.random.default_rng([seed, epoch]).permutation(n)[k])]
             )
             i += 1
-
-
-_DET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-_DET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def fit_square(
@@ -207,6 +208,11 @@ class DetTask(TrainTask):
         super().__init__(cfg, model, card)
         if cfg.det_size % 32:
             raise DataError(f"--det-size must be a multiple of 32, got {cfg.det_size}")
+        # the card's PP-OCR normalisation, with a side limit that keeps the square canvas as
+        # it is (det_size is a multiple of 32, so DetResizeForTest does not resize it)
+        self.pre = card.resolved_preprocess().model_copy(
+            update={"limit_side_len": cfg.det_size, "limit_type": "max"}
+        )
 
     def sources(self) -> list[Any]:
         return [SynthDetSource(self.cfg.synth_lang) if s == SYNTH else FolderDetSource(s)
@@ -217,14 +223,17 @@ class DetTask(TrainTask):
         for s in self.cfg.val:
             if s == SYNTH:
                 src = SynthDetSource(self.cfg.synth_lang)
-                out[SYNTH] = src.items(self.cfg.seed + VAL_SEED, self.cfg.val_count)
+                items = src.items(self.cfg.seed + VAL_SEED, self.cfg.val_count)
+                out[SYNTH] = [_det_sample(*item) for item in items]
             else:
                 folder = FolderDetSource(s)
-                out[folder.name] = folder.items()
+                out[folder.name] = folder.held_out()
         return out
 
-    def _norm(self, img: np.ndarray) -> np.ndarray:
-        return ((img.astype(np.float32) / 255.0 - _DET_MEAN) / _DET_STD).transpose(2, 0, 1)
+    def _norm(self, canvas: np.ndarray) -> np.ndarray:
+        from xcompress.ocr.preprocess import det_resize_norm
+
+        return det_resize_norm(canvas, self.pre)[0]
 
     def batch(self, samples: list[Any]) -> tuple[torch.Tensor, Any]:
         from xcompress.train.db_targets import db_targets
@@ -246,26 +255,10 @@ class DetTask(TrainTask):
             terms["map"] = d.map_weight * prob_map_distill(out["shrink"], teacher_out["shrink"])
         return terms
 
-    @torch.no_grad()
-    def evaluate(self, model: OCRModel, items: list[Any]) -> float:
-        """Hmean at IoU 0.5 of DB boxes (PaddleOCR's post-processing) on the held-out set."""
-        from xcompress.card import default_postprocess
-        from xcompress.data.labels import TextBox
-        from xcompress.ocr.metrics import det_metrics
-        from xcompress.ocr.postprocess import DBPostProcess
 
-        was = model.training
-        model.eval()
-        post = DBPostProcess(default_postprocess("det"))
-        preds, gts = [], []
-        for img, polys, ignore in items:
-            canvas, scaled, (nh, nw) = fit_square(img, polys, self.cfg.det_size)
-            prob = model(torch.from_numpy(self._norm(canvas))[None]).numpy()[:, :, :nh, :nw]
-            boxes, _ = post(prob, [(nh, nw, 1.0, 1.0)])
-            preds.append(boxes[0])
-            gts.append([TextBox(points=p, ignore=i) for p, i in zip(scaled, ignore, strict=True)])
-        model.train(was)
-        return det_metrics(preds, gts).hmean
+def _det_sample(img: np.ndarray, polys: list[np.ndarray], ignore: list[bool]) -> DetSample:
+    boxes = tuple(TextBox(points=p, ignore=i) for p, i in zip(polys, ignore, strict=True))
+    return DetSample(image=img, boxes=boxes)  # type: ignore[arg-type]
 
 
 TASKS: dict[str, type[TrainTask]] = {t.task: t for t in (RecTask, DetTask)}

@@ -1,4 +1,11 @@
-"""Recognizer charsets: reading PaddleOCR dict files and checking a charset against a model.
+"""Recognizer charsets, in one place: where a charset comes from and whether it fits a model.
+
+Sources: a PaddleOCR dict file (:func:`charset_from_file`, :func:`parse_dict`), the
+``character`` metadata of a PaddleOCR-exported ONNX model (:func:`charset_from_onnx`), or a
+model's card (:func:`charset_from_model`). Checks: :func:`charset_for_model` fits a dict file to
+a model's number of classes; :func:`check_num_classes` / :func:`check_charset` refuse a card
+whose charset does not fit. (``xcompress.data.charset`` and ``xcompress.artifact`` re-export
+the functions they used to define.)
 
 A PP-OCR recognizer with ``use_space_char`` outputs ``1 + len(dict) + 1`` classes: class 0 is
 the CTC blank, classes 1..len(dict) the dict's lines in order, the last one a space. The card
@@ -11,10 +18,11 @@ Example:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from xcompress.card import ModelCard
-from xcompress.errors import ModelError
+from xcompress.errors import DataError, ModelError, XCompressError
 
 SPACE = " "
 
@@ -34,6 +42,103 @@ def parse_dict(text: str, add_space: bool = True) -> list[str]:
     return [*chars, SPACE] if add_space else chars
 
 
+def charset_from_file(path: str | os.PathLike[str], add_space: bool = True) -> tuple[str, ...]:
+    """Read a PaddleOCR dictionary (one character per line); a space is appended, as
+    PaddleOCR's ``use_space_char`` does.
+
+    Raises:
+        DataError: missing, unreadable or malformed file, a folder, or a model file.
+    """
+    from xcompress.data.labels import MODEL_SUFFIXES
+
+    p = Path(path)
+    if p.is_dir():
+        raise DataError(
+            f"charset file {p} is a folder: pass a PaddleOCR dict file "
+            "(one character per line, e.g. ppocr_keys_v1.txt)"
+        )
+    if p.suffix.lower() in MODEL_SUFFIXES:
+        raise DataError(
+            f"charset file {p} is a model file: pass it as --model, or pass a PaddleOCR dict "
+            "file (one character per line) as --charset"
+        )
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"charset file {p} does not exist") from None
+    except UnicodeDecodeError:
+        raise DataError(
+            f"charset file {p} is not UTF-8 text: pass a PaddleOCR dict file "
+            "(one character per line, UTF-8)"
+        ) from None
+    except OSError as e:
+        raise DataError(f"cannot read charset file {p}: {e.strerror or e}") from None
+    try:
+        chars = parse_dict(text, add_space=add_space and SPACE not in text.split("\n"))
+    except XCompressError as e:
+        raise DataError(f"{p}: {e}") from None
+    if not chars:
+        raise DataError(f"charset file {p} is empty: write one character per line")
+    return tuple(chars)
+
+
+def charset_from_onnx(path: str | Path) -> list[str] | None:
+    """The charset a PaddleOCR-exported recognizer keeps in its ``character`` metadata.
+
+    PaddleOCR appends a space to the dictionary (``use_space_char``); the metadata does not
+    hold it, so it is added here. Returns None if the model has no such metadata.
+
+    Raises:
+        ModelError: the metadata has an empty entry (see :func:`parse_dict`).
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    for prop in model.metadata_props:
+        if prop.key == "character":
+            return parse_dict(prop.value)
+    return None
+
+
+def charset_from_model(spec: str | os.PathLike[str]) -> tuple[str, ...] | None:
+    """The charset on a model's card (space included); None for models without one (det/cls).
+
+    Args:
+        spec: anything :func:`xcompress.artifact.resolve_model` takes: zoo name, model folder
+            with ``xcompress.json``, model file with a card, ``.pt`` checkpoint.
+
+    Example:
+        >>> chars = charset_from_model("ppocr-v4-rec")   # doctest: +SKIP
+        >>> len(chars)                                    # doctest: +SKIP
+        6624
+    """
+    from xcompress.artifact import resolve_model
+
+    card = resolve_model(str(spec)).card
+    return tuple(card.charset) if card.charset else None
+
+
+def charset_for_model(dict_file: str | Path, num_classes: int, model_name: str) -> list[str]:
+    """A recognizer's charset from a PaddleOCR dict file, fitted to the model's classes.
+
+    PaddleOCR's semantics: one character per line; the CTC blank is class 0; a space is
+    appended (``use_space_char``) when the model has one class more than dict + blank.
+
+    Raises:
+        ModelError: the dict does not fit the model (both counts in the message).
+    """
+    chars = list(charset_from_file(dict_file, add_space=False))
+    if len(chars) + 1 == num_classes:
+        return chars
+    if len(chars) + 2 == num_classes and SPACE not in chars:
+        return [*chars, SPACE]
+    raise ModelError(
+        f"{Path(dict_file).name} has {len(chars)} characters, but {model_name} outputs "
+        f"{num_classes} classes (dict + blank{' + space' if SPACE not in chars else ''}): "
+        "pass the dict file the model was trained with"
+    )
+
+
 def onnx_num_classes(onnx_path: str | Path) -> int:
     """Width of a recognizer's first output (its number of classes).
 
@@ -49,9 +154,10 @@ def onnx_num_classes(onnx_path: str | Path) -> int:
         return int(dims[-1].dim_value)
     del model
     import numpy as np
-    import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    from xcompress.runtime.ort import ort_session
+
+    sess = ort_session(onnx_path)
     inp = sess.get_inputs()[0]
     out = sess.run(None, {inp.name: np.zeros((1, 3, 48, 320), dtype=np.float32)})[0]
     return int(out.shape[-1])

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from xcompress.card import CARD_NAME, InputSpec, ModelCard, Source
 from xcompress.errors import ModelError
-from xcompress.zoo.charset import check_charset, parse_dict
+from xcompress.zoo.charset import charset_from_onnx, check_charset, parse_dict
 from xcompress.zoo.fetch import (
     IntegrityError,
     cache_root,
@@ -130,12 +130,10 @@ def _charset(entry: ZooEntry, wheel: Path, model: Path) -> list[str] | None:
             return parse_dict(data.decode("utf-8"))
         except UnicodeDecodeError as e:
             raise ModelError(f"{member} in {wheel.name} is not UTF-8 text") from e
-    import onnx
-
-    meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
-    if "character" not in meta:
+    chars = charset_from_onnx(model)
+    if chars is None:
         raise ModelError(f"{entry.name}: the model has no 'character' metadata to read a charset")
-    return parse_dict(meta["character"])
+    return chars
 
 
 def _input_spec(entry: ZooEntry, model: Path) -> tuple[InputSpec, str]:
