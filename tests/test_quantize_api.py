@@ -126,17 +126,17 @@ def test_fallback_keeps_the_sensitive_layer_float(tiny, tmp_path, monkeypatch):
     def drop(self, fp, q):
         return 0.0 if state.get("head_float") else 0.02
 
-    import xcompress.quantize.api as api
+    import xcompress.quantize.stages as stages
 
-    real_keep_float = api.keep_float
+    real_keep_float = stages.keep_float
 
     def spy(qdq, fp32, quantized, float_weights=False):
         state["head_float"] = not any("MatMul" in n for n in quantized)
         return real_keep_float(qdq, fp32, quantized, float_weights)
 
     monkeypatch.setattr(signals.RecSignal, "drop", drop)
-    monkeypatch.setattr(api, "keep_float", spy)
-    monkeypatch.setattr(api, "_sensitivity", lambda q, m, groups, *a: {
+    monkeypatch.setattr(stages, "keep_float", spy)
+    monkeypatch.setattr(stages, "_sensitivity", lambda q, m, groups, *a: {
         g: (1.0 if "MatMul" in g else 0.0) for g in groups})
     res = quantize(art, calib, tmp_path / "out", QuantizeConfig(**FAST), progress=False)
     kept = res.report["layers"]["kept_float"]
@@ -146,7 +146,7 @@ def test_fallback_keeps_the_sensitive_layer_float(tiny, tmp_path, monkeypatch):
 
 
 def test_plan_order_is_stable_under_timing_noise():
-    from xcompress.quantize.api import _order_plans
+    from xcompress.quantize.stages import order_plans as _order_plans
 
     # within the 10% margin the listed order wins (same inputs -> same artifact)
     assert _order_plans(["int8-all", "int8-conv"], {"int8-all": 2.0, "int8-conv": 2.1}) == [

@@ -121,7 +121,7 @@ def test_softmax_logits_walks_back_to_the_weight_layer():
 
 
 def test_logits_keep_their_maximum_under_percentile_ranges():
-    from xcompress.quantize.api import _ranges
+    from xcompress.quantize.stages import ranges_for
 
     stats = {}
     for name in ("mm", "side"):
@@ -130,6 +130,6 @@ def test_logits_keep_their_maximum_under_percentile_ranges():
         v[:3] = 40.0  # the winning logits: rare, but the ones that decide the output
         st.update(v)
         stats[name] = st
-    ranges = _ranges(stats, "percentile", 99.99, ["flat", "logits", "mm"])
+    ranges = ranges_for(stats, "percentile", 99.99, ["flat", "logits", "mm"])
     assert ranges["mm"][1] == pytest.approx(40.0)  # logits: min-max
     assert ranges["side"][1] < 6.0  # everything else: clipped as asked

@@ -35,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +45,7 @@ from pydantic import Field, model_validator
 from xcompress.artifact import Artifact
 from xcompress.card import InputSpec, ModelCard
 from xcompress.errors import DataError, MissingDependencyError, ModelError, XCompressError
+from xcompress.eval.metrics import TASK_METRICS
 from xcompress.export import ExportConfig, Exporter, ModelSource, register_exporter
 from xcompress.fsutil import atomic_dir, sha256_file, write_json, write_text
 from xcompress.quiet import Captured, captured_stderr, silence_third_party, stderr_is_tty
@@ -54,9 +56,9 @@ INSTALL_HINT = "install the TFLite extra: pip install 'xcompress[tflite]'"
 REC_HEIGHT = 48
 CLS_SHAPE = (48, 192)
 #: per task: the metric the accuracy budget (``max_drop``) is checked on, and whether higher
-#: is better
+#: is better (read from the one table, :mod:`xcompress.eval.metrics`)
 HEADLINE_METRIC: dict[str, tuple[str, bool]] = {
-    "rec": ("cer_nospace", False), "det": ("hmean", True), "cls": ("accuracy", True)}  # fmt: skip
+    t: (m.default_budget, m.higher_is_better) for t, m in TASK_METRICS.items()}
 #: fewest calibration samples (lines; det: pages) that give int8 ranges worth trusting: a
 #: 16-line calibration of PP-OCRv4 rec lost 3.9 CER points
 MIN_CALIB: dict[str, int] = {"rec": 64, "cls": 64, "det": 8}
@@ -486,8 +488,7 @@ def score(runner: Any, card: ModelCard, samples: Sequence[Any]) -> dict[str, flo
     return {**{k: float(v) for k, v in metrics.items()}, "seconds": time.perf_counter() - t0}
 
 
-_HEADLINE = {"rec": ("cer_nospace", "cer", "line_accuracy_nospace"),
-             "det": ("hmean", "precision", "recall"), "cls": ("accuracy",)}  # fmt: skip
+_HEADLINE = {t: m.summary for t, m in TASK_METRICS.items()}  # what report.md lists
 
 
 def accuracy_check(
@@ -595,7 +596,6 @@ class TFLiteExporter(Exporter):
     config_cls = TFLiteExportConfig
 
     def export(self, source: ModelSource, config: Any, out_dir: str | Path) -> Artifact:
-        from xcompress.models.fuse import fold_for_inference
         from xcompress.runtime.litert import LiteRTRunner
 
         config = self.make_config(config)
@@ -610,81 +610,25 @@ class TFLiteExporter(Exporter):
         if config.calib:  # read the data first: a bad folder fails before the slow conversion
             calib, rest = calibration_inputs(card, config.calib, shapes, config.calib_limit)
         eval_samples, eval_name = self._eval_samples(card, config, rest)
-
-        t0 = time.perf_counter()
-        # BatchNorms and PP-LCNetV3's affines folded first: each separate elementwise op
-        # would be one more int8 requantization point (see xcompress.models.fuse)
-        float_bytes = convert_float(fold_for_inference(source.module), shapes)
-        model_bytes = float_bytes
-        exact: tuple[str, ...] = ()
-        if config.int8:
-            exact = (config.exact_ranges if config.exact_ranges is not None
-                     else exact_range_patterns(source.module))
-            model_bytes = quantize_int8(float_bytes, calib, config.float_ops, exact)
-            if config.io_dtype == "float32":
-                model_bytes = float_io(model_bytes)
-        convert_s = time.perf_counter() - t0
+        conv = _convert(source, config, shapes, calib)
 
         out_dir = Path(out_dir)
         with atomic_dir(out_dir, command="export") as tmp, tempfile.TemporaryDirectory() as scratch:
             path = tmp / "model.tflite"
-            path.write_bytes(model_bytes)
+            path.write_bytes(conv.model_bytes)
             runner = LiteRTRunner(path, threads=config.threads)
-            if config.int8:
-                fpath = Path(scratch) / "float.tflite"
-                fpath.write_bytes(float_bytes)
-                float_runner = LiteRTRunner(fpath, threads=config.threads)
-            else:
-                float_runner = runner
-            checks = list(shapes.values())
-            fdiff = parity(float_runner, source.module, checks)
-            if fdiff > config.tolerance:
-                raise ModelError(
-                    f"float TFLite differs from the torch module by {fdiff:.2e} "
-                    f"(> {config.tolerance:g}): this model does not convert exactly"
-                )
-            qdiff = parity(runner, source.module, checks) if config.int8 else None
-            new_card = card.derive(
-                file="model.tflite", format="tflite", sha256=sha256_file(path),
-                parent=source.parent_sha256 or card.parent,
-                input=InputSpec(name=card.input.name, channels=card.input.channels,
-                                height=shapes[next(iter(shapes))][2] if card.task != "det"
-                                else None),
-                step="export-tflite", step_config=config.model_dump(mode="json"),
-            )  # fmt: skip
+            fdiff, qdiff = _parity_checks(source, config, shapes, conv, runner, Path(scratch))
+            new_card = _tflite_card(source, config, shapes, path)
             accuracy = (self._accuracy(source, new_card, runner, config, eval_samples, eval_name)
                         if eval_samples else None)  # fmt: skip
             check = accuracy.pop("check") if accuracy else None
             variant = "int8" if config.int8 else "float32"
             n_calib = len(next(iter(calib.values()))) if config.int8 and calib else None
             warnings = export_warnings(card.task, variant, check, len(eval_samples), n_calib)
-            notes = {
-                **card.notes,
-                "tflite_signatures": {k: list(v) for k, v in shapes.items()},
-                "tflite_float_max_abs_diff": fdiff,
-                "warnings": warnings,  # this step's own: a parent's are not inherited
-            }
-            if n_calib is not None:
-                notes["tflite_calib_samples"] = n_calib
-            if check is not None:
-                notes["tflite_accuracy"] = {
-                    **{k: check[k] for k in ("metric", "higher_is_better", "parent", "tflite",
-                                             "drop", "max_drop")},
-                    "n": len(eval_samples), "data": eval_name}  # fmt: skip
-            new_card = new_card.derive(notes=notes)
+            new_card = new_card.derive(notes=_card_notes(
+                card, shapes, fdiff, warnings, n_calib, check, len(eval_samples), eval_name))
             new_card.save(tmp)
-            report: dict[str, Any] = {
-                "model": source.spec or card.name, "task": card.task, "format": "tflite",
-                "variant": variant, "io_dtype": config.io_dtype,
-                "size_bytes": path.stat().st_size,
-                "parent_size_bytes": source.parent.path.stat().st_size if source.parent else None,
-                "signatures": {k: list(v) for k, v in shapes.items()},
-                "float_max_abs_diff": fdiff, "int8_max_abs_diff": qdiff,
-                "exact_ranges": list(exact) if config.int8 else None,
-                "int32_bias_saturated": saturated_biases(model_bytes) if config.int8 else None,
-                "calib_samples": n_calib,
-                "convert_seconds": round(convert_s, 1), "config": config.model_dump(mode="json"),
-            }  # fmt: skip
+            report = _export_report(source, config, shapes, conv, path, fdiff, qdiff, n_calib)
             if accuracy:
                 report["accuracy"] = accuracy
                 if check is not None:
@@ -724,3 +668,117 @@ class TFLiteExporter(Exporter):
         check = accuracy_check(card.task, parent, child, config.max_drop)
         return {"data": name, "n": len(samples), "parent": parent, "tflite": child,
                 "check": check}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- export steps
+
+
+@dataclass(frozen=True)
+class _Converted:
+    """The converted model: the float graph, the shipped bytes (int8 when asked), the
+    exact-range patterns used, and the conversion time."""
+
+    float_bytes: bytes
+    model_bytes: bytes
+    exact: tuple[str, ...]
+    seconds: float
+
+
+def _convert(source: ModelSource, config: TFLiteExportConfig,
+             shapes: dict[str, tuple[int, ...]], calib: dict[str, list[np.ndarray]]
+             ) -> _Converted:
+    """litert-torch float conversion, then ai-edge-quantizer int8 when ``config.int8``."""
+    from xcompress.models.fuse import fold_for_inference
+
+    t0 = time.perf_counter()
+    # BatchNorms and PP-LCNetV3's affines folded first: each separate elementwise op
+    # would be one more int8 requantization point (see xcompress.models.fuse)
+    float_bytes = convert_float(fold_for_inference(source.module), shapes)
+    model_bytes = float_bytes
+    exact: tuple[str, ...] = ()
+    if config.int8:
+        exact = (config.exact_ranges if config.exact_ranges is not None
+                 else exact_range_patterns(source.module))
+        model_bytes = quantize_int8(float_bytes, calib, config.float_ops, exact)
+        if config.io_dtype == "float32":
+            model_bytes = float_io(model_bytes)
+    return _Converted(float_bytes, model_bytes, exact, time.perf_counter() - t0)
+
+
+def _parity_checks(source: ModelSource, config: TFLiteExportConfig,
+                   shapes: dict[str, tuple[int, ...]], conv: _Converted, runner: Any,
+                   scratch: Path) -> tuple[float, float | None]:
+    """(float TFLite vs torch, int8 vs torch or None); the float one must be exact.
+
+    Raises:
+        ModelError: the float conversion differs from the module by more than ``tolerance``.
+    """
+    from xcompress.runtime.litert import LiteRTRunner
+
+    if config.int8:
+        fpath = scratch / "float.tflite"
+        fpath.write_bytes(conv.float_bytes)
+        float_runner = LiteRTRunner(fpath, threads=config.threads)
+    else:
+        float_runner = runner
+    checks = list(shapes.values())
+    fdiff = parity(float_runner, source.module, checks)
+    if fdiff > config.tolerance:
+        raise ModelError(
+            f"float TFLite differs from the torch module by {fdiff:.2e} "
+            f"(> {config.tolerance:g}): this model does not convert exactly"
+        )
+    qdiff = parity(runner, source.module, checks) if config.int8 else None
+    return fdiff, qdiff
+
+
+def _tflite_card(source: ModelSource, config: TFLiteExportConfig,
+                 shapes: dict[str, tuple[int, ...]], path: Path) -> ModelCard:
+    """The artifact's card: the parent's, as a TFLite file of this step (notes added later)."""
+    card = source.card
+    return card.derive(
+        file="model.tflite", format="tflite", sha256=sha256_file(path),
+        parent=source.parent_sha256 or card.parent,
+        input=InputSpec(name=card.input.name, channels=card.input.channels,
+                        height=shapes[next(iter(shapes))][2] if card.task != "det"
+                        else None),
+        step="export-tflite", step_config=config.model_dump(mode="json"),
+    )  # fmt: skip
+
+
+def _card_notes(card: ModelCard, shapes: dict[str, tuple[int, ...]], fdiff: float,
+                warnings: list[str], n_calib: int | None, check: dict[str, Any] | None,
+                n_eval: int, eval_name: str) -> dict[str, Any]:
+    notes = {
+        **card.notes,
+        "tflite_signatures": {k: list(v) for k, v in shapes.items()},
+        "tflite_float_max_abs_diff": fdiff,
+        "warnings": warnings,  # this step's own: a parent's are not inherited
+    }
+    if n_calib is not None:
+        notes["tflite_calib_samples"] = n_calib
+    if check is not None:
+        notes["tflite_accuracy"] = {
+            **{k: check[k] for k in ("metric", "higher_is_better", "parent", "tflite",
+                                     "drop", "max_drop")},
+            "n": n_eval, "data": eval_name}  # fmt: skip
+    return notes
+
+
+def _export_report(source: ModelSource, config: TFLiteExportConfig,
+                   shapes: dict[str, tuple[int, ...]], conv: _Converted, path: Path,
+                   fdiff: float, qdiff: float | None, n_calib: int | None) -> dict[str, Any]:
+    """``report.json`` without accuracy and warnings (added by the caller)."""
+    card = source.card
+    return {
+        "model": source.spec or card.name, "task": card.task, "format": "tflite",
+        "variant": "int8" if config.int8 else "float32", "io_dtype": config.io_dtype,
+        "size_bytes": path.stat().st_size,
+        "parent_size_bytes": source.parent.path.stat().st_size if source.parent else None,
+        "signatures": {k: list(v) for k, v in shapes.items()},
+        "float_max_abs_diff": fdiff, "int8_max_abs_diff": qdiff,
+        "exact_ranges": list(conv.exact) if config.int8 else None,
+        "int32_bias_saturated": saturated_biases(conv.model_bytes) if config.int8 else None,
+        "calib_samples": n_calib,
+        "convert_seconds": round(conv.seconds, 1), "config": config.model_dump(mode="json"),
+    }  # fmt: skip

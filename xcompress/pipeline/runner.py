@@ -1,19 +1,39 @@
-"""Run a recipe: data, steps, then one report comparing every artifact with the original."""
+"""Run a recipe: data, then its steps in order, then one report comparing every artifact
+with the original.
+
+``run_recipe`` is a loop over steps (:mod:`xcompress.pipeline.steps`): an artifact step makes
+the next artifact of the chain (a candidate step proposes many, measured by the report's
+measures, and continues from its chosen one); a measure listed among the steps measures the
+chain's latest artifact. The report's table is the report's measures (one ``eval`` per set,
+one ``profile``; :func:`~xcompress.pipeline.measures.report_measures`) applied to every
+artifact of the chain.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel
 
 from xcompress.artifact import Artifact, resolve_model
 from xcompress.errors import XCompressError
 from xcompress.fsutil import mark_output, prepare_output_dir, write_json, write_text
-from xcompress.pipeline.recipe import DataSpec, Recipe
-from xcompress.pipeline.steps import get_step
+from xcompress.pipeline.recipe import DataSpec, Recipe, StepSpec
+from xcompress.pipeline.steps import (
+    CandidateStep,
+    Measure,
+    Measurement,
+    RecipeStep,
+    Step,
+    get_step,
+    run_candidates,
+)
 
 STEP_RECORD = "step.json"
 
@@ -36,6 +56,40 @@ class RunSummary:
     out_dir: Path
     rows: list[Row]
     report: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A step of the recipe with its config parsed (configs are checked before any work)."""
+
+    spec: StepSpec
+    step: RecipeStep
+    config: BaseModel
+
+    @classmethod
+    def of(cls, spec: StepSpec) -> Bound:
+        step = get_step(spec.step)
+        config = step.parse_config(spec.config)
+        missing = [r for r in step.roles if r not in spec.data]
+        if missing:
+            raise XCompressError(f"step {spec.folder}: needs data for {', '.join(missing)}")
+        return cls(spec, step, config)
+
+    def paths(self, data: dict[str, Path]) -> dict[str, Path]:
+        """Role -> folder of the data sets this step reads."""
+        return {r: data[d] for r, d in self.spec.data.items()}
+
+    def can_measure(self, art: Artifact, original: Artifact) -> bool:
+        """A measure that accepts ``art`` (and, comparing with it, the original)."""
+        step = self.step
+        assert isinstance(step, Measure)
+        return step.accepts(art) and (not step.relative or step.accepts(original))
+
+    def measure(self, label: str, art: Artifact, data: dict[str, Path], original: Artifact
+                ) -> Measurement:
+        assert isinstance(self.step, Measure)
+        _say(self.step.describe(label, self.config, self.spec.data))
+        return self.step.measure(art, self.config, self.paths(data), original)
 
 
 def _hash(obj: Any) -> str:
@@ -82,33 +136,94 @@ def _make_data(name: str, spec: DataSpec, art: Artifact, out_dir: Path) -> Path:
     return folder
 
 
-def _run_step(recipe: Recipe, index: int, parent: Artifact, data: dict[str, Path], out_dir: Path):
-    spec = recipe.steps[index]
-    step = get_step(spec.step)
-    config = step.parse_config(spec.config)
-    missing = [r for r in step.roles if r not in spec.data]
-    if missing:
-        raise XCompressError(f"step {spec.folder}: needs data for {', '.join(missing)}")
+MeasureFn = Callable[[Artifact], list[Measurement]]
+
+
+def _run_step(b: Bound, parent: Artifact, data: dict[str, Path], out_dir: Path,
+              measure: MeasureFn) -> Artifact:
+    """Run an artifact step into ``steps/<folder>``, or reuse a finished run of it."""
+    spec, step = b.spec, b.step
     folder = out_dir / "steps" / spec.folder
     key = _hash(
-        {"step": spec.step, "config": config.model_dump(mode="json"), "parent": parent.card.sha256,
-         "data": {r: str(data[d]) for r, d in spec.data.items()}}
+        {"step": spec.step, "config": b.config.model_dump(mode="json"),
+         "parent": parent.card.sha256, "data": {r: str(data[d]) for r, d in spec.data.items()}}
     )
     record = folder / STEP_RECORD
     if _done(record, key):
         _say(f"step {spec.folder}: already done with this config, reusing {folder}")
-        return resolve_model(folder)
+        return resolve_model(folder / json.loads(record.read_text()).get("artifact", "."))
     _say(f"step {spec.folder} ({spec.step}) ...")
     t0 = time.perf_counter()
-    art = step.run(parent, config, {r: data[d] for r, d in spec.data.items()}, folder)
-    write_json(record, {"key": key, "step": spec.step, "seconds": time.perf_counter() - t0})
+    if isinstance(step, CandidateStep):
+        res = run_candidates(step, parent, b.config, b.paths(data), folder, measure)
+        art = res.chosen.candidate.artifact
+    else:
+        assert isinstance(step, Step)
+        art = step.run(parent, b.config, b.paths(data), folder)
+    try:  # the step's contract: its artifact lies in its folder
+        rel = art.path.resolve().parent.relative_to(folder.resolve())
+    except ValueError:
+        raise XCompressError(f"internal: step {spec.step} returned {art.path}, outside "
+                             f"{folder}") from None
+    entry: dict[str, Any] = {"key": key, "step": spec.step, "seconds": time.perf_counter() - t0}
+    if rel != Path():
+        entry["artifact"] = rel.as_posix()  # a candidate step's chosen one
+    write_json(record, entry)
     return art
 
 
-def _metrics_of(report) -> dict[str, float]:
-    keep = ("line_accuracy", "line_accuracy_nospace", "cer", "cer_nospace", "precision",
-            "recall", "hmean", "accuracy")
-    return {k: float(v) for k, v in report.metrics.items() if k in keep}
+def _run_steps(steps: list[Bound], table: list[Bound], original: Artifact,
+               data: dict[str, Path], out: Path
+               ) -> tuple[list[tuple[str, Artifact]], list[dict[str, Any]]]:
+    """The loop over the recipe's steps: the artifact chain and the measurements taken."""
+    chain: list[tuple[str, Artifact]] = [("original", original)]
+
+    def measure_all(art: Artifact) -> list[Measurement]:
+        return [m.measure("candidate", art, data, original) for m in table
+                if m.can_measure(art, original)]
+
+    measured: list[dict[str, Any]] = []
+    for b in steps:
+        label, head = chain[-1]
+        if isinstance(b.step, Measure):
+            if not b.can_measure(head, original):
+                raise XCompressError(f"step {b.spec.folder}: cannot measure {label} "
+                                     f"({head.card.format}) against the original "
+                                     f"({original.card.format}): export it first")
+            m = b.measure(label, head, data, original)
+            measured.append({"name": b.spec.folder, "artifact": label, **asdict(m)})
+        else:
+            chain.append((b.spec.folder, _run_step(b, head, data, out, measure_all)))
+    return chain, measured
+
+
+def _measure_chain(chain: list[tuple[str, Artifact]], table: list[Bound],
+                   data: dict[str, Path]) -> tuple[list[Row], str]:
+    """Every artifact measured by the report's measures: the table rows, and the runtime the
+    latencies were measured with."""
+    original = chain[0][1]
+    rows: list[Row] = []
+    runtime = "?"
+    for label, art in chain:
+        metrics, latency = {}, None
+        for b in table:
+            assert isinstance(b.step, Measure)
+            if (b.step.relative and art is original) or not b.can_measure(art, original):
+                continue  # the baseline's side is the first comparison's (below); a
+                # checkpoint is measured once exported
+            m = b.measure(label, art, data, original)
+            if b.step.relative:
+                latency, runtime = m.values, m.info.get("runtime", runtime)
+            else:
+                metrics[", ".join(b.spec.data.values())] = m.values
+        rows.append(Row(label, art, art.path.stat().st_size, metrics, latency))
+    # The original's latency is the one measured beside the first step's artifact.
+    first = next((r.latency for r in rows[1:] if r.latency), None)
+    if first:
+        rows[0] = Row(rows[0].label, rows[0].artifact, rows[0].size_bytes, rows[0].metrics,
+                      {"median_ms": first["original_median_ms"],
+                       "p90_ms": first["original_p90_ms"], "speedup": 1.0})
+    return rows, runtime
 
 
 #: what a run folder holds (its output mark lists these)
@@ -127,10 +242,7 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, force: bool = False) -> RunS
     Returns:
         :class:`RunSummary` with the table rows and the report written to ``report.json``.
     """
-    from xcompress.data import load_dataset
-    from xcompress.eval import EvalConfig, evaluate
-    from xcompress.profile import ProfileConfig, get_profiler
-    from xcompress.profile.run import default_shape
+    from xcompress.pipeline.measures import report_measures
 
     out = prepare_output_dir(out_dir, "run", force=force)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,54 +251,46 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, force: bool = False) -> RunS
     _say(f"recipe {recipe.name}: model {recipe.model}")
     original = resolve_model(recipe.model)
     data = {name: _make_data(name, spec, original, out) for name, spec in recipe.data.items()}
+    steps = [Bound.of(s) for s in recipe.steps]
+    table = [Bound.of(s) for s in report_measures(recipe)]
+    chain, measured = _run_steps(steps, table, original, data, out)
+    rows, runtime = _measure_chain(chain, table, data)
+    report = _report(recipe, original, data, rows, table, runtime)
+    if measured:
+        report["measurements"] = measured
+    report["seconds"] = time.perf_counter() - t_start
+    _write_run(out, recipe, report, chain)
+    print_table(report)
+    return RunSummary(out, rows, report)
 
-    chain = [("original", original)]
-    for i, spec in enumerate(recipe.steps):
-        chain.append((spec.folder, _run_step(recipe, i, chain[-1][1], data, out)))
+
+def _report(recipe: Recipe, original: Artifact, data: dict[str, Path], rows: list[Row],
+            table: list[Bound], runtime: str) -> dict[str, Any]:
+    from xcompress.data import load_dataset
+    from xcompress.pipeline.measures import ProfileStep, ProfileStepConfig
 
     rep = recipe.report
-    shape = tuple(rep.shape) if rep.shape else default_shape(original.card)
-    pcfg = ProfileConfig(shape=shape, threads=rep.threads, runs=rep.runs, warmup=5)
-    profiler = get_profiler(rep.target)
-    ecfg = EvalConfig(threads=rep.threads, progress=False)
-    rows: list[Row] = []
-    runtime = "?"
-    for label, art in chain:
-        metrics = {}
-        for ds in rep.eval:
-            _say(f"evaluating {label} on '{ds}'")
-            metrics[ds] = _metrics_of(evaluate(art, data[ds], ecfg))
-        latency = None
-        if art is not original:
-            _say(f"timing {label} against the original, alternating, {rep.runs} runs each")
-            cmp = profiler.compare(original.path, art.path, pcfg)
-            latency = {"median_ms": cmp.b.median_ms, "p90_ms": cmp.b.p90_ms,
-                       "speedup": cmp.ratio, "speedup_ci95": [cmp.ci95_low, cmp.ci95_high],
-                       "original_median_ms": cmp.a.median_ms, "original_p90_ms": cmp.a.p90_ms}
-            runtime = f"{cmp.a.runtime} {cmp.a.runtime_version}"
-        rows.append(Row(label, art, art.path.stat().st_size, metrics, latency))
-    # The original's latency is the one measured beside the first step's artifact.
-    first = rows[1].latency if len(rows) > 1 else None
-    if first:
-        rows[0] = Row(rows[0].label, rows[0].artifact, rows[0].size_bytes, rows[0].metrics,
-                      {"median_ms": first["original_median_ms"],
-                       "p90_ms": first["original_p90_ms"], "speedup": 1.0})
-    report = {
+    prof = next(b for b in table if isinstance(b.step, ProfileStep))
+    assert isinstance(prof.step, ProfileStep) and isinstance(prof.config, ProfileStepConfig)
+    return {
         "recipe": recipe.model_dump(mode="json"),
         "model": {"name": original.card.name, "path": str(original.path),
                   "sha256": original.card.sha256, "task": original.task},
         "data": {name: {"path": str(p), "samples": len(load_dataset(p)),
                         "source": "synthetic (xcompress data synth)" if recipe.data[name].synth
                         else "user"} for name, p in data.items()},
-        "shape": list(shape),
+        "shape": list(prof.step.shape(prof.config, original)),
         "threads": rep.threads,
         "runtime": runtime,
         "target": rep.target,
-        "machine": profiler.machine().model_dump(),
+        "machine": prof.step.profiler(prof.config).machine().model_dump(),
         "rows": [{"artifact": r.label, "path": str(r.artifact.path), "size_bytes": r.size_bytes,
                   "metrics": r.metrics, "latency": r.latency} for r in rows],
-        "seconds": time.perf_counter() - t_start,
     }
+
+
+def _write_run(out: Path, recipe: Recipe, report: dict[str, Any],
+               chain: list[tuple[str, Artifact]]) -> None:
     write_json(out / "report.json", report)
     write_text(out / "report.md", render_markdown(report))
     write_json(out / "manifest.json", {
@@ -194,8 +298,6 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, force: bool = False) -> RunS
         "artifacts": [{"label": lab, "path": str(a.path), "sha256": a.card.sha256,
                        "parent": a.card.parent, "step": a.card.step} for lab, a in chain],
     })
-    print_table(report)
-    return RunSummary(out, rows, report)
 
 
 def _fmt_metric(name: str, v: float) -> str:
@@ -210,7 +312,7 @@ def _columns(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(data set, metric, header) for the metrics shown, chosen by task."""
     shown = {"rec": ("line_accuracy_nospace", "cer_nospace", "cer"),
              "det": ("precision", "recall", "hmean"), "cls": ("accuracy",)}[report["model"]["task"]]
-    sets = list(report["rows"][0]["metrics"])
+    sets = list(dict.fromkeys(ds for r in report["rows"] for ds in r["metrics"]))
     prefix = len(sets) > 1
     return [(ds, m, f"{ds} {_SHORT[m]}" if prefix else _SHORT[m]) for ds in sets for m in shown]
 
@@ -224,7 +326,8 @@ def _table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         body.append([
             r["artifact"],
             f"{r['size_bytes'] / 1e6:.2f}",
-            *[_fmt_metric(m, r["metrics"][ds][m]) for ds, m, _ in cols],
+            *[_fmt_metric(m, r["metrics"][ds][m]) if ds in r["metrics"] else "-"
+              for ds, m, _ in cols],
             f"{lat['median_ms']:.2f}" if lat else "-",
             f"{lat['p90_ms']:.2f}" if lat else "-",
             f"{lat['speedup']:.2f}x" if lat else "-",

@@ -3,6 +3,11 @@
 The library entry is :func:`quantize`; ``xcompress quantize`` only parses its arguments.
 
 - :mod:`~xcompress.quantize.config`: :class:`QuantizeConfig` (saved in the output card).
+- :mod:`~xcompress.quantize.api`: :func:`quantize`, the sequence of the stages below.
+- :mod:`~xcompress.quantize.inputs`: calibration / budget sets and their preprocessed inputs.
+- :mod:`~xcompress.quantize.stages`: plan timing, calibration choice, float fallback, final
+  latency; each a frozen result.
+- :mod:`~xcompress.quantize.report`: ``report.json`` from the stage results, ``report.md``.
 - :mod:`~xcompress.quantize.rewrites`: graph rewrites (registry of :class:`Rewrite`).
 - :mod:`~xcompress.quantize.calibrate`: shape-agnostic histograms and calibration methods.
 - :mod:`~xcompress.quantize.plans`: rewrites + op types to quantize, chosen by measured speed.

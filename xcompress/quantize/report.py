@@ -1,8 +1,78 @@
-"""``report.md``: the quantization report as a page a person reads (``report.json`` has it all)."""
+"""The quantization report: ``report.json`` assembled from the stage results, and
+``report.md``, the same as a page a person reads.
+
+:func:`build_report` is the last stage of :func:`xcompress.quantize.quantize`: it only reads
+the typed results of the earlier stages (:mod:`xcompress.quantize.stages`), so every number
+in the report is one a stage measured.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xcompress.quantize.stages import (
+        FinalMeasurement,
+        FloatFallback,
+        PlanSearch,
+        PlanTiming,
+        QuantizeContext,
+        Upgraded,
+    )
+
+
+def build_report(ctx: QuantizeContext, upgraded: Upgraded, timing: PlanTiming,
+                 search: PlanSearch, final: FinalMeasurement, parent_sha: str) -> dict[str, Any]:
+    """The content of ``report.json`` (``warnings`` last; ``quantize`` adds ``time_s``)."""
+    from xcompress.quantize.graph import opset_of
+
+    cfg, art, signal, chosen = ctx.cfg, ctx.art, ctx.signal, search.chosen
+    cal, cmp = chosen.calibration, final.comparison
+    fp32_bytes, int8_bytes = art.path.stat().st_size, final.path.stat().st_size
+    return {
+        "model": {"name": art.card.name, "task": art.card.task, "source": str(art.path),
+                  "sha256": parent_sha, "opset": opset_of(ctx.orig),
+                  "upgraded_opset": opset_of(upgraded.model)},
+        "config": cfg.model_dump(mode="json"),
+        "plan": {"name": chosen.plan.name, "description": chosen.plan.plan.description,
+                 "speed_up_by_plan": timing.speed, "attempts": search.attempts},
+        "rewrites": chosen.counts,
+        "float_check": {"upgrade_max_diff": upgraded.max_diff,
+                        "rewrite_max_diff": chosen.plan.max_diff},
+        "calibration": {"method": cal.method,
+                        "percentile": cal.percentile if cal.method == "percentile" else None,
+                        "candidates": cal.candidates, "samples": len(ctx.data.calib),
+                        "widths": [ctx.data.widths[0], ctx.data.widths[-1]],
+                        "chosen_by": cal.rule},
+        "size": {"fp32_bytes": fp32_bytes, "int8_bytes": int8_bytes,
+                 "ratio": int8_bytes / fp32_bytes},
+        "accuracy": {k: {"metric": signal.metric, "fp32": final.fp32_metrics[k],
+                         "int8": chosen.metrics[k],
+                         "drop": signal.drop(final.fp32_metrics[k], chosen.metrics[k])}
+                     for k in chosen.metrics},
+        "latency": {"shape": list(ctx.shape), "threads": cmp.a.threads, "target": cfg.target,
+                    "runtime": f"{cmp.a.runtime} {cmp.a.runtime_version}",
+                    "fp32_median_ms": cmp.a.median_ms, "fp32_p90_ms": cmp.a.p90_ms,
+                    "int8_median_ms": cmp.b.median_ms, "int8_p90_ms": cmp.b.p90_ms,
+                    "ratio": cmp.ratio, "ratio_ci95": [cmp.ci95_low, cmp.ci95_high],
+                    "rounds": cmp.rounds, "cpu": cmp.a.machine.model_dump(mode="json")},
+        "layers": _layers(chosen.fallback, art.card.task),
+        "warnings": final.warnings,
+    }
+
+
+def _layers(fb: FloatFallback, task: str) -> dict[str, Any]:
+    groups, sensitivity, res = fb.groups, fb.sensitivity, fb.result
+    return {
+        "total": len(groups),
+        "kept_float": [
+            {"layer": g, "nodes": groups[g], "sensitivity": sensitivity.get(g),
+             "reason": f"rank {i + 1} by {task} sensitivity; needed to meet the budget"}
+            for i, g in enumerate(res.float_layers)],
+        "sensitivity": dict(sorted(sensitivity.items(), key=lambda kv: -kv[1])),
+        "fallback_steps": [{"float_layers": list(s.float_layers), "drop": s.drop,
+                            "kept": s.kept} for s in res.steps],
+    }
 
 
 def _pct(v: float | None) -> str:
