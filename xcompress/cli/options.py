@@ -23,6 +23,14 @@ CharsetOpt = Annotated[
                       "ppocr_keys_v1.txt), for a model without a card; a space is appended "
                       "when the model has one class more."),
 ]
+TargetOpt = Annotated[
+    str,
+    typer.Option(
+        "--target",
+        help="Target name (host, arm64-emu, rpi4-cortex-a72...), target .yaml file, or a "
+        "board address ssh://user@host[:port].",
+    ),
+]
 ForceOpt = Annotated[
     bool,
     typer.Option("--force", help="Write into a non-empty --out this command did not make; "

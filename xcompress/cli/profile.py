@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from xcompress.cli.options import CharsetOpt, TaskOpt, check_task
+from xcompress.cli.options import CharsetOpt, TargetOpt, TaskOpt, check_task
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -40,14 +40,6 @@ WarmupOpt = Annotated[int, typer.Option("--warmup", min=0, help="Untimed warm-up
 MinTimeOpt = Annotated[
     float | None,
     typer.Option("--min-time", min=0.001, help="Keep timing until this many s per model."),
-]
-TargetOpt = Annotated[
-    str,
-    typer.Option(
-        "--target",
-        help="Target name (host, arm64-emu, rpi4-cortex-a72...), target .yaml file, or a "
-        "board address ssh://user@host[:port].",
-    ),
 ]
 CpuOpt = Annotated[
     str | None,

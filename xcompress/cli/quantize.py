@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from xcompress.cli.options import CharsetOpt, ForceOpt, TaskOpt, build_config, check_task
+from xcompress.cli.options import (
+    CharsetOpt,
+    ForceOpt,
+    TargetOpt,
+    TaskOpt,
+    build_config,
+    check_task,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -38,7 +45,7 @@ def quantize_command(
                                  "and PP-OCR recognizers drop spaces a reader does not miss) or "
                                  "cer; det: hmean; cls: accuracy.")
     ] = None,
-    target: Annotated[str, typer.Option("--target", help="Target whose speed decides.")] = "host",
+    target: TargetOpt = "host",
     method: Annotated[
         str, typer.Option("--method", help="Calibration: auto (pick by agreement with float), "
                           "minmax, percentile or entropy.")
