@@ -195,7 +195,7 @@ def quantize(
     task = art.card.task
     orig = check_ocr_model(art)
     signal = _signal(task, cfg.metric)
-    check_data_sets(calib_path, eval_paths, task)
+    loaded = check_data_sets(calib_path, eval_paths, task)
     log(f"model {art.card.name} ({task}, opset {opset_of(orig)}, "
         f"{art.path.stat().st_size / 1e6:.1f} MB)")
     with tempfile.TemporaryDirectory(prefix="xcompress-quantize.") as scratch:
@@ -204,7 +204,7 @@ def quantize(
             calib_path = default_calibration_set(art.card, cfg.seed, work / "calib")
             log(f"calibration set: built-in synthetic {task} set ({SYNTH_COUNT[task]} samples, "
                 f"seed {cfg.seed})")
-        data = prepare_data(cfg, art.card, calib_path, eval_paths, log)
+        data = prepare_data(cfg, art.card, calib_path, eval_paths, log, loaded)
         upgraded = upgrade_checked(orig, cfg, data, log)
         ctx = QuantizeContext.create(cfg, art, orig, signal, data, log, work)
         timing = time_plans(ctx, upgraded.model)

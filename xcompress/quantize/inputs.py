@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,11 +68,15 @@ def load_samples(path: str | Path, task: str, what: str) -> list:
 
 
 def check_data_sets(calib_path: str | Path | None, eval_paths: Sequence[str | Path],
-                    task: str) -> None:
-    """Read every data set once before any work, so a bad one fails in seconds."""
-    for path, what in [*(((calib_path, "calibration set"),) if calib_path else ()),
-                       *((p, "eval set") for p in eval_paths)]:
-        load_samples(path, task, what)
+                    task: str) -> dict[str, list]:
+    """Read every data set once before any work, so a bad one fails in seconds.
+
+    Returns:
+        The samples of each set by its path as given, for :func:`prepare_data` to reuse.
+    """
+    return {str(path): load_samples(path, task, what)
+            for path, what in [*(((calib_path, "calibration set"),) if calib_path else ()),
+                               *((p, "eval set") for p in eval_paths)]}
 
 
 def default_calibration_set(card: ModelCard, seed: int, folder: Path) -> Path:
@@ -96,14 +100,25 @@ def preprocess_samples(card: ModelCard, samples: Sequence) -> list[np.ndarray]:
 
 
 def prepare_data(cfg: QuantizeConfig, card: ModelCard, calib_path: str | Path,
-                 eval_paths: Sequence[str | Path], log: Callable[[str], None]) -> QuantizeData:
+                 eval_paths: Sequence[str | Path], log: Callable[[str], None],
+                 loaded: Mapping[str, list] | None = None) -> QuantizeData:
     """Shuffle, split and preprocess the calibration set; read the budget sets.
+
+    Args:
+        loaded: samples already read by :func:`check_data_sets`, by path; sets not in it
+            are read here.
 
     Raises:
         DataError: fewer than 4 calibration samples, or an unreadable / wrong-task set.
     """
     task = card.task
-    samples = load_samples(calib_path, task, "calibration set")
+    loaded = loaded or {}
+
+    def samples_of(path: str | Path, what: str) -> list:
+        got = loaded.get(str(path))
+        return list(got) if got is not None else load_samples(path, task, what)
+
+    samples = samples_of(calib_path, "calibration set")
     if len(samples) < 4:
         raise DataError(f"calibration set {calib_path} has {len(samples)} samples; give at least 4")
     rng = np.random.default_rng(cfg.seed)
@@ -112,7 +127,7 @@ def prepare_data(cfg: QuantizeConfig, card: ModelCard, calib_path: str | Path,
     budget_sets: dict[str, list] = {}
     if eval_paths:
         for p in eval_paths:
-            budget_sets[Path(p).name or str(p)] = load_samples(p, task, "eval set")
+            budget_sets[Path(p).name or str(p)] = samples_of(p, "eval set")
         calib = samples
     else:
         n_hold = max(1, int(round(len(samples) * cfg.holdout)))
