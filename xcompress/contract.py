@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,9 +60,23 @@ class OnnxIO:
 def read_onnx_io(path: str | Path) -> OnnxIO:
     """The graph's declared I/O, without its external weights.
 
+    Cached per file version (path, size, mtime): resolving a model checks it on every load,
+    and one command resolves and checks the same file several times (a bare file's card,
+    the contract, quantize's own check), each a parse of a 10-20 MB protobuf otherwise.
+
     Raises:
         ModelError: the file is not a readable ONNX model.
     """
+    p = Path(path).absolute()
+    try:
+        st = p.stat()
+    except OSError:
+        raise ModelError(f"cannot read {path}: no such file") from None
+    return _read_onnx_io(str(p), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _read_onnx_io(path: str, size: int, mtime_ns: int) -> OnnxIO:
     import onnx
 
     try:
