@@ -19,7 +19,6 @@ stays lean (no torch, no converter).
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from xcompress.artifact import Artifact
 from xcompress.card import ModelCard
 from xcompress.errors import ModelError
+from xcompress.registry import LazyRegistry
 
 if TYPE_CHECKING:
     from xcompress.eval.metrics import TaskMetrics
@@ -99,34 +99,26 @@ class Exporter(ABC):
         """
 
 
-_EXPORTERS: dict[str, type[Exporter]] = {}
 # Built-in exporters, imported on first lookup so `import xcompress.export` stays lean.
-_BUILTIN_MODULES = ("xcompress.export.onnx", "xcompress.export.tflite")
+_EXPORTERS: LazyRegistry[type[Exporter]] = LazyRegistry(
+    "exporter", ("xcompress.export.onnx", "xcompress.export.tflite"))
 
 
 def register_exporter(cls: type[Exporter]) -> type[Exporter]:
     """Class decorator: make ``cls`` available as ``--to cls.name``."""
-    _EXPORTERS[cls.name] = cls
-    return cls
-
-
-def _load_builtin() -> None:
-    for mod in _BUILTIN_MODULES:
-        importlib.import_module(mod)
+    return _EXPORTERS.register(cls)
 
 
 def list_exporters() -> list[str]:
     """Names of the registered exporters (``--to`` values)."""
-    _load_builtin()
-    return sorted(_EXPORTERS)
+    return _EXPORTERS.names()
 
 
 def get_exporter(name: str) -> Exporter:
     """An instance of the exporter registered as ``name``."""
-    _load_builtin()
-    cls = _EXPORTERS.get(name)
+    cls = _EXPORTERS.lookup(name)
     if cls is None:
-        raise ModelError(f"no exporter {name!r} (available: {', '.join(sorted(_EXPORTERS))})")
+        raise ModelError(f"no exporter {name!r} (available: {', '.join(_EXPORTERS.names())})")
     return cls()
 
 

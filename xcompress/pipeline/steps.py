@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,6 +31,7 @@ from pydantic import BaseModel, ValidationError
 
 from xcompress.artifact import Artifact
 from xcompress.errors import XCompressError
+from xcompress.registry import LazyRegistry
 
 
 class RecipeStep(ABC):
@@ -274,31 +274,24 @@ def run_candidates(step: CandidateStep, parent: Artifact, config: BaseModel,
 
 # --- registry --------------------------------------------------------------------------------
 
-_STEPS: dict[str, type[RecipeStep]] = {}
 # Built-in steps, imported on first lookup so `import xcompress.pipeline` stays lean.
-_BUILTIN_MODULES = ("xcompress.pipeline.builtin", "xcompress.pipeline.measures")
+_STEPS: LazyRegistry[type[RecipeStep]] = LazyRegistry(
+    "step", ("xcompress.pipeline.builtin", "xcompress.pipeline.measures"))
 
 
 def register_step(cls: type[RecipeStep]) -> type[RecipeStep]:
     """Class decorator: make a step (of any kind) usable in recipes under ``cls.name``."""
-    _STEPS[cls.name] = cls
-    return cls
-
-
-def _load_builtin() -> None:
-    for mod in _BUILTIN_MODULES:
-        importlib.import_module(mod)
+    return _STEPS.register(cls)
 
 
 def step_names() -> list[str]:
     """Names usable as ``step:`` in a recipe."""
-    _load_builtin()
-    return sorted(_STEPS)
+    return _STEPS.names()
 
 
 def get_step(name: str) -> RecipeStep:
     """A new instance of the step registered as ``name``."""
-    _load_builtin()
-    if name not in _STEPS:
+    cls = _STEPS.lookup(name)
+    if cls is None:
         raise XCompressError(f"unknown step '{name}': choose one of {', '.join(step_names())}")
-    return _STEPS[name]()
+    return cls()
