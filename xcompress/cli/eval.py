@@ -146,13 +146,15 @@ def _print_notes(console: Console, report: EvalReport) -> None:
         names = "; ".join(f"{Path(k.image).name}: {k.reason}" for k in skipped[:5])
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
         console.print(
-            f"[yellow]skipped {len(skipped)} images:[/] {escape(names)}{more}", highlight=False
+            f"[yellow]skipped {len(skipped)} images:[/] {escape(names)}{more}", highlight=False,
+            soft_wrap=True,
         )
     if report.charset_mismatch:
         cm = report.charset_mismatch
         console.print(
             f"[yellow]warning:[/] {cm.lines_affected} labels hold {cm.occurrences} characters "
-            f"the model cannot output: {' '.join(repr(c) for c in list(cm.missing)[:12])}"
+            f"the model cannot output: {' '.join(repr(c) for c in list(cm.missing)[:12])}",
+            soft_wrap=True,
         )
 
 

@@ -376,4 +376,4 @@ def print_table(report: dict[str, Any]) -> None:
     console = Console()
     console.print(table)
     for c in _context_lines(report):
-        console.print(f"  {c}")
+        console.print(f"  {c}", soft_wrap=True)  # one line each, also in a CI log
