@@ -295,11 +295,13 @@ def test_a_failed_write_leaves_the_folder_as_it_was(tmp_path):
 def test_readme_never_points_two_commands_at_one_folder():
     """Following the README in order must not make one command overwrite another's output."""
     owners: dict[str, str] = {}
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    for line in text.splitlines():
+    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
         m = re.match(r"^\s*(?:\$ )?xcompress ([a-z]+(?: [a-z]+)?)\b.*?--out (\S+)", line)
         if not m:
             continue
+        if i + 1 < len(lines) and lines[i + 1].startswith("error: "):
+            continue  # an example of a refused command: it writes nothing
         command = m.group(1).split()[0]
         if command in ("zoo", "data"):
             command = m.group(1)
@@ -342,3 +344,19 @@ def test_version(capsys):
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"xcompress {version('xcompress')}"
+
+
+def test_out_dot_rerun_keeps_the_working_directory(tmp_path, monkeypatch):
+    """``--out .`` twice: the second run replaces its own files in place; the folder the
+    user stands in is never renamed away."""
+    from xcompress.fsutil import atomic_dir, prepare_output_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.chdir(run)
+    for version in ("1", "2"):
+        with atomic_dir(prepare_output_dir(".", "export"), command="export") as tmp:
+            (tmp / "model.onnx").write_text(version)
+    assert Path.cwd() == run and run.is_dir()
+    assert (run / "model.onnx").read_text() == "2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temp or old copy left

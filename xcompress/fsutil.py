@@ -108,7 +108,8 @@ def _probe_writable(folder: Path, what: str) -> None:
 def prepare_output_dir(
     out: str | os.PathLike[str], command: str, *, force: bool = False, what: str = "--out"
 ) -> Path:
-    """Check an output folder before any work is done, and return its absolute path.
+    """Check an output folder before any work is done; return it as the user gave it (so
+    messages and printed paths read as they typed; :func:`atomic_dir` resolves ``.``).
 
     The policy every command that writes a folder follows:
 
@@ -133,7 +134,7 @@ def prepare_output_dir(
                 "--force to write into it (files this command did not write are kept)"
             )
     _probe_writable(path, what)
-    return path
+    return Path(out)
 
 
 def prepare_output_file(out: str | os.PathLike[str], what: str = "--out") -> Path:
@@ -197,7 +198,10 @@ def atomic_dir(dest: str | os.PathLike[str], command: str | None = None) -> Iter
         same = old_mark is not None and old_mark.get("command") == command
         own = set(old_mark["files"]) | {OUTPUT_MARK} if same else set()
         present = {p.name for p in dest.iterdir()} if dest.is_dir() else set()
-        if not dest.exists() or command is None or (same and present and present <= own):
+        # a whole-folder swap would pull the working directory from under the user (--out .)
+        in_cwd = dest.exists() and Path.cwd().resolve().is_relative_to(dest.resolve())
+        if not dest.exists() or command is None or (
+                same and present and present <= own and not in_cwd):
             if dest.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old",
                                             dir=dest.parent))

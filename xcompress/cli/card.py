@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from xcompress.cli.options import CharsetOpt, ForceOpt, check_task
+from xcompress.cli.options import CharsetOpt, check_task
 
 
 def register(app: typer.Typer) -> None:
@@ -38,7 +38,11 @@ def card_command(
         str | None, typer.Option("--name", help="Model name on the card (default: from the "
                                  "file or folder name).")
     ] = None,
-    force: ForceOpt = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Without --out: replace the xcompress.json beside "
+                           "the model. With --out: write into a non-empty folder this command "
+                           "did not make (files it did not write are kept).")
+    ] = False,
 ) -> None:
     """Write an xcompress.json card for a bare model file (checked against the task).
 

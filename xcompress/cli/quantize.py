@@ -68,6 +68,7 @@ def quantize_command(
     """
     from xcompress.artifact import resolve_model
     from xcompress.errors import XCompressError
+    from xcompress.eval.metrics import task_metrics
     from xcompress.fsutil import prepare_output_dir
     from xcompress.quantize import QuantizeConfig, quantize
     from xcompress.quantize.calibrate import calibrator_names
@@ -89,10 +90,14 @@ def quantize_command(
           f"{lat['ratio']:.2f}x faster at {'x'.join(map(str, lat['shape']))} "
           f"({lat['threads']} threads), {len(r['layers']['kept_float'])} of "
           f"{r['layers']['total']} layers float")
+    shown = task_metrics(artifact.task).summary
     for name, a in r["accuracy"].items():
-        k = a["metric"]
+        k = a["metric"]  # the budget metric first, then the task's other summary metrics
+        others = [m for m in shown if m != k and m in a["fp32"] and m in a["int8"]]
+        also = "".join(f"; {m} {a['fp32'][m] * 100:.2f} -> {a['int8'][m] * 100:.2f}"
+                       for m in others)
         print(f"  {name}: {k} {a['fp32'][k] * 100:.2f} -> {a['int8'][k] * 100:.2f} "
-              f"(drop {a['drop'] * 100:.2f} pt)")
+              f"(drop {a['drop'] * 100:.2f} pt){also}")
     for w in r.get("warnings", []):
         print(f"  warning: {w}")
     print(f"  report: {Path(res.out_dir) / 'report.md'}")

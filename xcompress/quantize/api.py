@@ -190,7 +190,7 @@ def quantize(
     cfg = config or QuantizeConfig()
     log = _Log(progress)
     _check_config(cfg)
-    out = Path(prepare_output_dir(out_dir, "quantize", force=force))  # before minutes of work
+    out = prepare_output_dir(out_dir, "quantize", force=force)  # before minutes of work
     art = model if isinstance(model, Artifact) else resolve_model(model)
     task = art.card.task
     orig = check_ocr_model(art)
