@@ -432,6 +432,62 @@ def _input_shapes(model, shape: InputShapes) -> dict[str, Shape]:
     return wanted
 
 
+class NodeCost(BaseModel):
+    """Cost of one node at a concrete shape (what a latency model reads per kernel)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    op: str
+    macs: int
+    flops: int
+    out_elems: int  # elements the node writes (memory traffic of elementwise kernels)
+    groups: int = 1  # Conv groups: depthwise convs are memory-bound, unlike dense ones
+
+
+def _load(model: str | Path | object):
+    import onnx
+
+    if isinstance(model, onnx.ModelProto):
+        return model
+    path = Path(model)  # type: ignore[arg-type]
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    try:
+        return onnx.load(str(path))
+    except Exception as e:  # protobuf DecodeError and friends
+        raise ModelError(f"{path.name} is not a readable ONNX model: {e}") from e
+
+
+def node_costs(
+    model: str | Path | object,
+    shape: InputShapes,
+    method: ShapeSource | Literal["auto"] = "auto",
+) -> tuple[list[NodeCost], dict[str, int], dict[str, Shape], ShapeSource, object]:
+    """Per-node costs at a concrete input shape.
+
+    Returns:
+        (costs of the counted nodes in graph order, op type -> count of nodes with no
+        formula, the input shapes used, the shape inference used, the shape-fixed model).
+    """
+    model = _load(model)
+    wanted = _input_shapes(model, shape)
+    fixed = _fix_inputs(model, wanted)
+    shapes, source = infer_shapes(fixed, method)
+    costs: list[NodeCost] = []
+    uncounted: dict[str, int] = {}
+    for node in fixed.graph.node:
+        formula = MAC_OPS.get(node.op_type) or OTHER_OPS.get(node.op_type)
+        if formula is None:
+            uncounted[node.op_type] = uncounted.get(node.op_type, 0) + 1
+            continue
+        attrs = _attrs(node)
+        macs, flops = formula(node, shapes, attrs)
+        out = sum(_numel(shapes[o]) for o in node.output if o and o in shapes)
+        costs.append(NodeCost(op=node.op_type, macs=macs, flops=flops, out_elems=out,
+                              groups=int(attrs.get("group", 1))))  # fmt: skip
+    return costs, uncounted, wanted, source, fixed
+
+
 def count_onnx(
     model: str | Path | object,
     shape: InputShapes,
@@ -456,32 +512,13 @@ def count_onnx(
         >>> rep.by_op["Conv"].macs == 16 * 3 * 9 * 32 * 32           # doctest: +SKIP
         True
     """
-    import onnx
-
-    if not isinstance(model, onnx.ModelProto):
-        path = Path(model)  # type: ignore[arg-type]
-        if not path.is_file():
-            raise ModelError(f"model file not found: {path}")
-        try:
-            model = onnx.load(str(path))
-        except Exception as e:  # protobuf DecodeError and friends
-            raise ModelError(f"{path.name} is not a readable ONNX model: {e}") from e
-    wanted = _input_shapes(model, shape)
-    fixed = _fix_inputs(model, wanted)
-    shapes, source = infer_shapes(fixed, method)
-
+    nodes, uncounted, wanted, source, fixed = node_costs(model, shape, method)
     by_op: dict[str, list[int]] = {}
-    uncounted: dict[str, int] = {}
-    for node in fixed.graph.node:
-        formula = MAC_OPS.get(node.op_type) or OTHER_OPS.get(node.op_type)
-        if formula is None:
-            uncounted[node.op_type] = uncounted.get(node.op_type, 0) + 1
-            continue
-        macs, flops = formula(node, shapes, _attrs(node))
-        acc = by_op.setdefault(node.op_type, [0, 0, 0])
+    for n in nodes:
+        acc = by_op.setdefault(n.op, [0, 0, 0])
         acc[0] += 1
-        acc[1] += macs
-        acc[2] += flops
+        acc[1] += n.macs
+        acc[2] += n.flops
     costs = {op: OpCost(count=c, macs=m, flops=f) for op, (c, m, f) in sorted(by_op.items())}
     macs = sum(c.macs for c in costs.values())
     flops = sum(c.flops for c in costs.values())
