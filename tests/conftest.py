@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from pg_server import postgres_url  # noqa: F401
 
 from xcompress.artifact import Artifact
 
