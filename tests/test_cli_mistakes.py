@@ -75,11 +75,28 @@ class World:
         self.run = run
         self.bad_yaml = root / "bad.yaml"
         self.bad_yaml.write_text("steps: [unclosed\n", encoding="utf-8")
+        self.crnn = _crnn_checkpoint(self._dir("crnn") / "model.pt")  # a native model
+        self.deep_space = root / "deep.yaml"  # deeper than the trained CRNN
+        self.deep_space.write_text("arch: crnn\nstages: 2\nstages_at: stages\n"
+                                   "choices: {depths: [1, 3]}\n", encoding="utf-8")
 
     def _dir(self, name: str) -> Path:
         d = self.root / name
         d.mkdir(exist_ok=True)
         return d
+
+
+def _crnn_checkpoint(path: Path) -> Path:
+    from xcompress.card import default_postprocess, default_preprocess
+    from xcompress.models import build_model
+    from xcompress.models.checkpoint import save_checkpoint
+
+    model = build_model("crnn", {"stages": [{"channels": 8}, {"channels": 16}], "hidden": 8,
+                                 "num_classes": 11})  # fmt: skip
+    pre = default_preprocess("rec").model_copy(update={"image_shape": (3, 32, 128)})
+    card = ModelCard(name="crnn", task="rec", file="model.pt", format="torch", preprocess=pre,
+                     postprocess=default_postprocess("rec"), charset=list("0123456789"))
+    return save_checkpoint(path, model, card)
 
 
 # (case id, argv builder, words the error line must contain)
@@ -195,6 +212,22 @@ CASES: list[Case] = [
     ("unknown-option", lambda w: ["eval", str(w.rec), "--data", str(w.rec_set), "--colour"],
      ("--colour",)),
     ("board-unknown", lambda w: ["board", "setup", "no-such-board"], ("no-such-board",)),
+    ("board-calibrate-misfit", lambda w: ["board", "calibrate", "host", "--model", str(w.crnn),
+                                          "--space", str(w.deep_space)], ("does not fit", "depth")),
+    # -- search ---------------------------------------------------------------------------------
+    ("search-fake-checkpoint", lambda w: ["search", str(w.fake_pt), "--out", str(w.root / "s")],
+     ("not an xcompress checkpoint",)),
+    ("search-bad-space", lambda w: ["search", str(w.crnn), "--space", str(w.bad_yaml), "--out",
+                                    str(w.root / "s")], ("not a readable YAML",)),
+    ("search-space-misfit", lambda w: ["search", str(w.crnn), "--space", str(w.deep_space),
+                                       "--out", str(w.root / "s")], ("does not fit", "depth 3")),
+    ("search-out-nonempty", lambda w: ["search", str(w.crnn), "--out", str(w.mine)],
+     ("not empty", "--force")),
+    ("search-bad-sampler", lambda w: ["search", str(w.crnn), "--sampler", "random", "--out",
+                                      str(w.root / "s")], ("--sampler",)),
+    ("search-space-of-other-arch",
+     lambda w: ["search", str(w.crnn), "--space", str(REPO / "search_spaces" / "ppocrv4-rec.yaml"),
+                "--out", str(w.root / "s")], ("space for ppocrv4-rec",)),
 ]
 
 

@@ -6,6 +6,15 @@ Example:
     ...                            out="runs/crnn"))                # doctest: +SKIP
 """
 
-from xcompress.train.loop import DistillConfig, TrainConfig, TrainResult, evaluate_lines, train
+from xcompress.train.loop import (
+    DistillConfig,
+    TrainConfig,
+    TrainResult,
+    evaluate_lines,
+    finetune_module,
+    train,
+)
 
-__all__ = ["DistillConfig", "TrainConfig", "TrainResult", "evaluate_lines", "train"]
+__all__ = [
+    "DistillConfig", "TrainConfig", "TrainResult", "evaluate_lines", "finetune_module", "train",
+]

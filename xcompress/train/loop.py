@@ -478,3 +478,48 @@ def _result(prog: _Progress, tm: TaskMetrics, seconds: float) -> TrainResult:
         metric=tm.headline,
         final_metrics=last.get("val_metrics", {}), best_metrics=prog.best,
     )  # fmt: skip
+
+
+def finetune_module(
+    model: OCRModel,
+    card: ModelCard,
+    cfg: TrainConfig,
+    teacher: OCRModel | None = None,
+    val_sets: dict[str, list[Any]] | None = None,
+    on_step: Any = None,
+) -> dict[str, dict[str, float]]:
+    """Fine-tune an in-memory module for ``cfg.steps`` steps and score it on held-out sets.
+
+    The same steps as :func:`train` (sources, batching, losses with optional distillation
+    from ``teacher``, learning-rate schedule, evaluation), without a run folder: what a
+    search trial does to a candidate. ``cfg.model`` is not read; ``val_sets`` defaults to
+    the task's (pass them to score many candidates on one decoded set).
+
+    Returns:
+        Every metric per held-out set, as :func:`xcompress.eval.evaluate_samples` gives them.
+    """
+    t0 = time.monotonic()
+    task = TASKS[model.task](cfg, model, card)
+    if teacher is not None:
+        teacher = teacher.eval().requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    freeze_norm = True if cfg.freeze_norm is None else cfg.freeze_norm
+    s = _Session(model, card, task, teacher, opt, trainable, freeze_norm,
+                 task_metrics(model.task))  # fmt: skip
+    sets = val_sets if val_sets is not None else task.val_sets()
+    if cfg.steps > 0:
+        stream = _mixed_stream(task.sources(), cfg.seed, 0)
+        model.train()
+        if freeze_norm:
+            _set_norm_eval(model)
+        for step in range(cfg.steps):
+            batch = [next(stream) for _ in range(cfg.batch_size)]
+            _, loss = _train_step(s, batch, _lr_at(cfg, step, time.monotonic() - t0))
+            if on_step is not None:
+                on_step(step + 1, loss)
+            if cfg.max_seconds is not None and time.monotonic() - t0 > cfg.max_seconds:
+                break
+    metrics = _evaluate(s, sets) if sets else {}
+    model.eval()
+    return metrics
