@@ -129,6 +129,10 @@ class Copier:
 
     def __init__(self) -> None:
         self._written: set[int] = set()
+        #: child layer -> (parent layer it reproduces, kept parent output positions or None)
+        self.sources: dict[nn.Module, tuple[nn.Module, Index | None]] = {}
+        #: child layers standing in for a deeper parent layer (see :func:`_stand_in`)
+        self.stand_ins: set[nn.Module] = set()
 
     def put(self, dst: torch.Tensor, src: torch.Tensor, *idx: Index | None) -> None:
         """``dst <- src`` restricted to ``idx`` (one entry per leading axis of ``src``)."""
@@ -146,6 +150,7 @@ class Copier:
 
     def layer(self, dst: nn.Module, src: nn.Module, out: Index | None, inp: Index | None) -> None:
         """A Conv2d or Linear: weight ``[out, in, ...]``, bias ``[out]``."""
+        self.sources[dst] = (src, out)
         self.put(dst.weight, src.weight, out, inp)
         if src.bias is not None:
             self.put(dst.bias, src.bias, out)
@@ -216,10 +221,38 @@ def _lcnet(cp: Copier, dst: LCNetV3, src: LCNetV3) -> list[Index]:
     _conv_bn(cp, dst.stem, src.stem, prev, None)
     outs = []
     for src_stage, dst_stage in zip(src.stages, dst.stages, strict=True):
+        cin = prev
         for src_block, dst_block in zip(src_stage, dst_stage, strict=False):  # first k blocks
+            cin = prev
             prev = _lcnet_block(cp, dst_block, src_block, prev)
+        if len(dst_stage) < len(src_stage):
+            prev = _stand_in(cp, dst_stage[-1], src_stage[len(dst_stage) - 1], src_stage[-1], cin)
         outs.append(prev)
     return outs
+
+
+def _stand_in(cp: Copier, dst: LCNetBlock, src: LCNetBlock, last: LCNetBlock, cin: Index) -> Index:
+    """The last kept block of a shallower stage stands in for the parent's *last* block.
+
+    With blocks dropped and no residual path, the next stage was trained on the last block's
+    channels, not on those of the block kept last, so the kept block is made to speak the
+    last block's channel space: its pw outputs are the last block's strongest channels
+    (initialized from its own filters at those positions, with the last block's affines),
+    and :func:`xcompress.search.reconstruct.reconstruct` fits that pw conv to the last
+    block's output on real data. The stage's consumers then read those positions.
+    """
+    keep = top_l1(last.pw.conv.weight, dst.pw.conv.out_channels)
+    k = min(int(keep.max()) + 1, src.pw.conv.out_channels)
+    rows = torch.clamp(keep, max=k - 1)  # a narrower kept block has no row at some positions
+    cp.layer(dst.pw.conv, src.pw.conv, rows, cin)
+    cp.sources[dst.pw.conv] = (last.pw.conv, keep)
+    cp.stand_ins.add(dst.pw.conv)
+    if dst.pw.bn is not None and last.pw.bn is not None:
+        cp.norm(dst.pw.bn, last.pw.bn, keep)
+    cp.whole(dst.pw.affine, last.pw.affine)
+    if dst.pw.act_affine is not None and last.pw.act_affine is not None:
+        cp.whole(dst.pw.act_affine, last.pw.act_affine)
+    return keep
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,6 +352,13 @@ def list_derivers() -> list[str]:
 
 
 def derive_subnet(parent: OCRModel, child_config: ArchConfig | dict[str, Any]) -> OCRModel:
+    """See :func:`derive_with_sources`; returns only the child."""
+    return derive_with_sources(parent, child_config)[0]
+
+
+def derive_with_sources(
+    parent: OCRModel, child_config: ArchConfig | dict[str, Any]
+) -> tuple[OCRModel, Copier]:
     """Build the child ``build_model(parent.arch, child_config)`` with the parent's weights.
 
     Importance-ranked channels, first-k blocks and centre-cropped kernels (see the module
@@ -331,7 +371,9 @@ def derive_subnet(parent: OCRModel, child_config: ArchConfig | dict[str, Any]) -
         child_config: a config of the same architecture, or its dict form.
 
     Returns:
-        The child, whose ``config`` is ``child_config`` (validated).
+        The child, whose ``config`` is ``child_config`` (validated), and the :class:`Copier`
+        that filled it: its ``sources`` (child layer -> parent layer, kept outputs) and
+        ``stand_ins`` are what :func:`xcompress.search.reconstruct.reconstruct` refits.
 
     Raises:
         ModelError: the architecture has no deriver, or the child config asks for something
@@ -373,7 +415,7 @@ def derive_subnet(parent: OCRModel, child_config: ArchConfig | dict[str, Any]) -
     if missing:  # a deriver bug, not a user error
         raise RuntimeError(f"{type(deriver).__name__} left {len(missing)} child tensors unset: "
                            f"{', '.join(missing[:5])}")  # fmt: skip
-    return child.eval()
+    return child.eval(), cp
 
 
 # ---------------------------------------------------------------------------------------------
