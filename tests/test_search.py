@@ -215,7 +215,7 @@ def test_budget_nothing_meets_is_one_line_and_writes_nothing(parent, space_file,
     from xcompress.cli.main import main
 
     out = tmp_path / "run"
-    assert main(_args(parent, space_file, out, "--max-params", "10")) != 0
+    assert main(_args(parent, space_file, out, "--max-params", "10")) == 3  # a budget error
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: no candidate in the space meets --max-params 10")
     assert "\n" not in err
@@ -330,3 +330,20 @@ def test_search_errors_are_xcompress_errors():
     from xcompress.search.runner import SearchError
 
     assert issubclass(SearchError, XCompressError) and issubclass(SpaceError, XCompressError)
+
+
+@pytest.mark.heavy
+@pytest.mark.skipif(not __import__("shutil").which("qemu-aarch64"),
+                    reason="needs qemu-user (apt-get install qemu-user gcc)")  # fmt: skip
+def test_emulated_board_calibrates_on_instruction_counts(parent, space_file):
+    """arm64-emu: latency is guest instructions per inference; the predictor fits them."""
+    from xcompress.export import load_source
+    from xcompress.search.latency import calibrate, open_meter
+
+    src = load_source(str(parent))
+    space = load_space(space_file, "crnn")
+    meter = open_meter("arm64-emu", (1, 3, 32, 128))
+    assert meter.unit == "Minsn" and meter.describe()["threads"] == 1
+    pred = calibrate(src.module, src.card, space, meter, samples=10)
+    assert pred.unit == "Minsn" and pred.target.startswith("arm64-emu")
+    assert pred.cv_mape < 10.0  # counts are deterministic: a linear cost model fits them

@@ -58,7 +58,7 @@ def calibrate(
     threads: Annotated[
         int | None, typer.Option("--threads", min=1, help="Intra-op threads.")
     ] = None,
-    samples: Annotated[int, typer.Option("--samples", min=8, help="Subnets to measure.")] = 24,
+    samples: Annotated[int, typer.Option("--samples", min=8, help="Subnets to measure.")] = 32,
     seed: Annotated[int, typer.Option("--seed", help="Which subnets.")] = 0,
 ) -> None:
     """Build the latency predictor of a target for a model's search space (cached).
@@ -67,7 +67,7 @@ def calibrate(
     kernel-level latency model and prints its leave-one-out error; `xcompress search` then
     predicts candidates' latency with it.
 
-    Example: xcompress board calibrate host --model ppocr-v4-rec --samples 24
+    Example: xcompress board calibrate host --model ppocr-v4-rec --samples 32
     """
     from xcompress.export import load_source
     from xcompress.profile.run import default_shape, parse_shape

@@ -156,6 +156,15 @@ def load_source(
             f"{spec} is a {art.card.format} model: a native module comes from an ONNX model, "
             "a zoo name or an xcompress .pt checkpoint"
         )
+    ckpt = art.card.notes.get("checkpoint")
+    if ckpt and (art.path.parent / ckpt).is_file():
+        # the module this ONNX was exported from, saved beside it (e.g. `xcompress search`'s
+        # best/): exact, and for every architecture, also those with no ONNX importer (CRNN)
+        from xcompress.models.checkpoint import load_checkpoint
+
+        module, ckpt_card = load_checkpoint(art.path.parent / ckpt)
+        return ModelSource(module.eval(), ckpt_card, art, name,
+                           sha256_file(art.path.parent / ckpt))  # fmt: skip
     from xcompress.models.importers import import_onnx
 
     module, card = import_onnx(art)

@@ -89,7 +89,8 @@ def export_onnx(
             file="model.onnx", format="onnx", sha256=sha256_file(path), output_name=out_name,
             input=InputSpec(name=in_name, height=h, dynamic_axes=axes),
             step="export", step_config={"to": "onnx", "opset": opset},
-            notes={**card.notes, "export_max_abs_diff": diff},
+            notes={**card.notes, "export_max_abs_diff": diff, "arch": model.arch,
+                   "arch_config": model.config_dict()},
         )  # fmt: skip
         new_card.save(tmp)
     return out_dir

@@ -57,13 +57,22 @@ def _onnx_output_dim(path: Path) -> int | None:
     return dims[-1].dim_value or None if dims else None
 
 
+def _card_config(art: Artifact, arch: str) -> dict | None:
+    """The architecture config an xcompress export recorded in its card (a searched or
+    pruned model is not the default config of its family)."""
+    notes = art.card.notes or {}
+    return notes.get("arch_config") if notes.get("arch") == arch else None
+
+
 register_importer(Importer(
     arch="ppocrv4-rec", task="rec",
-    make_config=lambda art, n: {"num_classes": n} if n else None,
+    make_config=lambda art, n: _card_config(art, "ppocrv4-rec") or (
+        {"num_classes": n} if n else None),
     check_widths=(160, 320),
 ))  # fmt: skip
 register_importer(Importer(
-    arch="ppocrv4-det", task="det", make_config=lambda art, n: {}, check_widths=(320,),
+    arch="ppocrv4-det", task="det", make_config=lambda art, n: _card_config(art, "ppocrv4-det")
+    or {}, check_widths=(320,),
 ))  # fmt: skip
 
 
@@ -130,7 +139,7 @@ def import_onnx(
         )  # fmt: skip
         return model.eval(), card
     detail = "; ".join(tried) if tried else f"no importer for task {art.task}"
-    raise ModelError(f"cannot import {spec}: {detail}")
+    raise ModelError(f"cannot import {art.path}: {detail}")
 
 
 def _onnx_output_name(path: Path) -> str:

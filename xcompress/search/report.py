@@ -127,7 +127,7 @@ def write_reports(out: Path, cfg: Any, records: list[dict[str, Any]], study_attr
         f"the parent's value at the start ({parent.get('latency', float('nan')):.3f} {unit})",
         f"- fine-tune data: {', '.join(cfg.data)}; held-out: {', '.join(cfg.val)}"
         + (f" ({cfg.val_count} synthetic lines/pages: synthetic, so expect real data to score "
-           "worse)" if "synth" in cfg.val else ""),
+           "worse)" if any(v.startswith("synth") for v in cfg.val) else ""),
         f"- {cfg.finetune_steps} distillation steps per trial (batch {cfg.batch_size}), "
         f"{cfg.final_steps} for the best; sampler {cfg.sampler}",
         f"- trials: {', '.join(f'{k} {v}' for k, v in sorted(states.items()))}; "

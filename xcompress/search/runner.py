@@ -4,7 +4,9 @@ A trial (:func:`_run_trial`) samples a point of the search space, derives the ca
 the trained parent with inherited weights (:mod:`xcompress.search.derive`), exports and
 counts it, predicts and measures its latency against the parent on the target
 (:mod:`xcompress.search.latency`), rejects it before any training if it breaks a hard budget,
-else re-estimates BatchNorm statistics, fine-tunes it ``finetune_steps`` with distillation
+else refits its narrowed layers to the parent's outputs on a few batches
+(:mod:`xcompress.search.reconstruct`; BatchNorm statistics are re-estimated instead when no
+layer needed a refit), fine-tunes it ``finetune_steps`` with distillation
 from the parent (:func:`xcompress.train.finetune_module`, U-DML losses) and scores it on the
 held-out sets with the project's evaluators. Objectives: the task's error (rec
 ``cer_nospace``; det ``1 - hmean``) and latency, both minimized; budgets are Optuna
@@ -40,7 +42,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from xcompress.errors import DataError, XCompressError
+from xcompress.errors import BudgetError, DataError, XCompressError
 from xcompress.fsutil import mark_output, prepare_output_dir, write_json
 
 RUN_FILES = ("search_config.json", "study.db", "trials.json", "pareto.json", "pareto.png",
@@ -66,7 +68,8 @@ class SearchConfig(BaseModel):
     max_latency_ratio: float | None = Field(None, gt=0)
     max_macs: float | None = Field(None, gt=0)
     max_params: float | None = Field(None, gt=0)
-    data: list[str] = Field(default_factory=lambda: ["synth"])
+    data: list[str] = Field(default_factory=lambda: ["synth"],
+                            description="'synth', 'synth:LANG' or PaddleOCR label folders")
     val: list[str] = Field(default_factory=lambda: ["synth"])
     val_count: int = Field(200, ge=1, description="size of a synthetic held-out set")
     lang: str = "en"
@@ -76,7 +79,8 @@ class SearchConfig(BaseModel):
     final_steps: int = Field(300, ge=0)
     batch_size: int = Field(8, ge=1)
     lr: float = Field(5e-4, gt=0)
-    bn_batches: int = Field(8, ge=0, description="batches for BatchNorm re-estimation")
+    bn_batches: int = Field(4, ge=0, description="batches for reconstruction and BatchNorm "
+                            "re-estimation of each candidate (0: neither)")
     storage: str | None = None
     study: str = "search"
     workers: int = Field(1, ge=1)
@@ -85,7 +89,7 @@ class SearchConfig(BaseModel):
     shape: tuple[int, ...] | None = None
     threads: int | None = Field(None, ge=1)
     runs: int = Field(30, ge=3, description="timed runs per model per measurement")
-    calibrate_samples: int = Field(24, ge=8)
+    calibrate_samples: int = Field(32, ge=8)
 
 
 @dataclass
@@ -128,14 +132,30 @@ class _Context:
         mean = sum(vals) / len(vals)
         return 1.0 - mean if self.higher_is_better else mean
 
-    def predict(self, features: dict[str, float]) -> float | None:
+    def predict(self, features: dict[str, float], study: Any = None) -> float | None:
+        """The latency predicted *before* measuring: the calibrated model, refitted on its
+        calibration points plus every trial of the study measured so far (in this run's
+        units: calibration points rescaled by the parent now vs then)."""
+        from xcompress.search.latency import CalibrationPoint, fit_coefficients
+
         if self.predictor is None:
             return None
         # scaled by the parent now vs at calibration: one cheap measurement corrects a
         # machine that runs faster or slower today than when the table was built
         scale = (self.meter.reference / self.predictor.reference
                  if self.predictor.reference and self.meter.reference else 1.0)  # fmt: skip
-        return self.predictor.predict(features) * scale
+        points = [CalibrationPoint(features=p.features, measured=p.measured * scale)
+                  for p in self.predictor.points]  # fmt: skip
+        if study is not None:
+            points += [CalibrationPoint(features=t.user_attrs["features"],
+                                        measured=t.user_attrs["latency"])
+                       for t in study.get_trials(deepcopy=False)
+                       if "features" in t.user_attrs and t.user_attrs.get("latency")]  # fmt: skip
+        coef = fit_coefficients(points) if points else None
+        if coef is None:
+            return self.predictor.predict(features) * scale
+        return float(sum(c * features[f] for c, f in zip(coef, self.predictor.features,
+                                                          strict=True)))  # fmt: skip
 
     def budgets(self) -> list[tuple[str, float, str]]:
         """(measure, limit, option) of each hard budget set."""
@@ -167,12 +187,13 @@ def _check_val_charset(task: Any, val: list[str]) -> None:
     """A rec validation folder with characters outside the model's charset is an error:
     silently dropping its lines would score the search on part of the user's data."""
     from xcompress.data.labels import load_dataset
+    from xcompress.train.tasks import synth_lang
 
     codec = getattr(task, "codec", None)
     if codec is None:
         return
     for v in val:
-        if v == "synth":
+        if synth_lang(v, "en") is not None:
             continue
         ds = load_dataset(v, "rec")
         bad = sorted({c for s in ds.samples for c in s.text if not codec.covers(c)})
@@ -298,7 +319,7 @@ def _check_reachable(ctx: _Context) -> dict[str, Any] | None:
                 "macs": f"{small['macs']:,} MACs",
                 "n_params": f"{small['n_params']:,} parameters",
             }[key]
-            raise SearchError(
+            raise BudgetError(
                 f"no candidate in the space meets {option} {limit:g}: the smallest one is "
                 f"{what} at {_shape(ctx.shape)} on {ctx.meter.profiler.target.name}; relax "
                 "the budget or widen the space"
@@ -306,24 +327,11 @@ def _check_reachable(ctx: _Context) -> dict[str, Any] | None:
     return small
 
 
-def _reestimate(ctx: _Context, model: Any, number: int) -> int:
-    """Re-estimate the candidate's BatchNorm statistics on training batches (Once-for-All:
-    a subnet's channels see other statistics than the full network's); 0 batches skips it."""
-    from xcompress.search.candidates import calibration_batches
-    from xcompress.search.derive import reestimate_bn
-
-    if ctx.cfg.bn_batches == 0:
-        return 0
-    batches = calibration_batches(ctx.task, ctx.cfg.bn_batches, ctx.cfg.batch_size,
-                                  ctx.cfg.seed + number)  # fmt: skip
-    return reestimate_bn(model, batches)
-
-
 def _run_trial(ctx: _Context, study: Any, trial: Any) -> dict[str, Any]:
     """Evaluate one asked trial and tell the study; returns its record."""
     import optuna
 
-    from xcompress.search.candidates import make_candidate
+    from xcompress.search.candidates import inherit, make_candidate
     from xcompress.train import finetune_module
 
     t0 = time.monotonic()
@@ -332,8 +340,8 @@ def _run_trial(ctx: _Context, study: Any, trial: Any) -> dict[str, Any]:
     try:
         cand = make_candidate(ctx.parent, ctx.card, ctx.space, params, folder, ctx.shape)
         rec: dict[str, Any] = {"point": ctx.space.full(params), "macs": cand.macs,
-                               "n_params": cand.n_params,
-                               "predicted": ctx.predict(cand.features)}  # fmt: skip
+                               "n_params": cand.n_params, "features": cand.features,
+                               "predicted": ctx.predict(cand.features, study)}  # fmt: skip
         m = ctx.meter.measure(cand.onnx, ctx.parent_onnx)
         rec.update(latency=m.normalized, measured=m.value, measured_parent=m.parent_value,
                    ratio=m.ratio, unit=m.unit)  # fmt: skip
@@ -345,14 +353,15 @@ def _run_trial(ctx: _Context, study: Any, trial: Any) -> dict[str, Any]:
             rec.update(rejected=f"breaks {', '.join(broken)} (not trained)", error=None)
             values = [WORST_ERROR, m.normalized]
         else:
-            bn = _reestimate(ctx, cand.module, trial.number)
+            inherited = inherit(ctx.parent, cand.module, cand.copier, ctx.task,
+                                ctx.cfg.bn_batches, ctx.cfg.batch_size, ctx.cfg.seed + trial.number)
             tcfg = train_config(ctx.cfg, ctx.cfg.finetune_steps, ctx.cfg.seed + trial.number,
                                 ctx.shape[-1] if ctx.parent.task == "rec" else 320)  # fmt: skip
             if ctx.cfg.finetune_steps == 0:
                 tcfg = tcfg.model_copy(update={"steps": 0})
             metrics = finetune_module(cand.module, ctx.card, tcfg, ctx.parent, ctx.val_sets)
             error = ctx.error(metrics)
-            rec.update(error=error, metrics=metrics, bn_layers=bn)
+            rec.update(error=error, metrics=metrics, **inherited)
             values = [error, m.normalized]
         rec["seconds"] = round(time.monotonic() - t0, 1)
         for k, v in rec.items():
@@ -569,7 +578,8 @@ def _final(ctx: _Context, records: list[dict[str, Any]]) -> dict[str, Any] | Non
     from xcompress.fsutil import atomic_dir
     from xcompress.models.checkpoint import save_checkpoint
     from xcompress.models.export import export_onnx
-    from xcompress.search.derive import derive_subnet
+    from xcompress.search.candidates import inherit
+    from xcompress.search.derive import derive_with_sources
     from xcompress.train import finetune_module
 
     cfg, out, log = ctx.cfg, ctx.out, ctx.log
@@ -588,9 +598,10 @@ def _final(ctx: _Context, records: list[dict[str, Any]]) -> dict[str, Any] | Non
             log(f"best/ already holds trial {best['number']} after its final fine-tune")
             return {**best, "final": done}
     params = ctx.space.full(best["point"])
-    child = derive_subnet(ctx.parent, ctx.space.child_config(
+    child, copier = derive_with_sources(ctx.parent, ctx.space.child_config(
         ctx.parent.config.model_dump(mode="json"), params))
-    _reestimate(ctx, child, best["number"])
+    inherit(ctx.parent, child, copier, ctx.task, cfg.bn_batches, cfg.batch_size,
+            cfg.seed + best["number"])
     steps = cfg.final_steps if cfg.final_steps > 0 else cfg.finetune_steps
     log(f"final fine-tune of trial {best['number']} ({steps} steps)")
     tcfg = train_config(cfg, steps, cfg.seed + best["number"],
@@ -606,8 +617,9 @@ def _final(ctx: _Context, records: list[dict[str, Any]]) -> dict[str, Any] | Non
     )  # fmt: skip
     final = {**key, "error": error, "metrics": metrics, "steps": steps}
     with atomic_dir(out / "best") as tmp:
-        export_onnx(child, card, tmp)
         save_checkpoint(tmp / "model.pt", child, card.derive(file="model.pt", format="torch"))
+        # the ONNX card names its checkpoint: quantize / export / eval load the exact module
+        export_onnx(child, card.derive(notes={**card.notes, "checkpoint": "model.pt"}), tmp)
         write_json(tmp / "search_best.json", {**final, "params": params})
     log(f"best/: trial {best['number']}, error {error:.4f} after the final fine-tune "
         f"({best['latency']:.2f} {best.get('unit', '')}, {best['ratio']:.2f}x the parent)")

@@ -31,6 +31,16 @@ if TYPE_CHECKING:
     from xcompress.train.loop import TrainConfig
 
 SYNTH = "synth"
+
+
+def synth_lang(spec: str, default: str) -> str | None:
+    """The language of a synthetic data spec (``synth`` -> ``default``, ``synth:zh`` -> zh),
+    or None for a folder. Several ``synth:LANG`` sources mix languages in one run."""
+    if spec == SYNTH:
+        return default
+    if spec.startswith(SYNTH + ":") and spec[len(SYNTH) + 1 :]:
+        return spec[len(SYNTH) + 1 :]
+    return None
 #: seed offset of held-out synthetic sets: disjoint from every training stream
 VAL_SEED = 1_000_003
 
@@ -79,15 +89,21 @@ class RecTask(TrainTask):
         self.spec = RecBatchSpec(height=model.input_height or 48, max_width=cfg.max_width)
 
     def sources(self) -> list[Any]:
-        return [SynthSource(self.codec.charset, self.cfg.synth_lang) if s == SYNTH
-                else FolderSource(s, self.codec) for s in self.cfg.train]  # fmt: skip
+        out: list[Any] = []
+        for s in self.cfg.train:
+            lang = synth_lang(s, self.cfg.synth_lang)
+            out.append(SynthSource(self.codec.charset, lang) if lang is not None
+                       else FolderSource(s, self.codec))  # fmt: skip
+        return out
 
     def val_sets(self) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {}
         for s in self.cfg.val:
-            if s == SYNTH:
-                src = SynthSource(self.codec.charset, self.cfg.synth_lang)
-                name, items = SYNTH, src.items(self.cfg.seed + VAL_SEED, self.cfg.val_count)
+            lang = synth_lang(s, self.cfg.synth_lang)
+            if lang is not None:
+                src = SynthSource(self.codec.charset, lang)
+                items = src.items(self.cfg.seed + VAL_SEED, self.cfg.val_count)
+                name = SYNTH if s == SYNTH else s
             else:
                 folder = FolderSource(s, self.codec)
                 name, items = folder.name, folder.items()
@@ -215,16 +231,17 @@ class DetTask(TrainTask):
         )
 
     def sources(self) -> list[Any]:
-        return [SynthDetSource(self.cfg.synth_lang) if s == SYNTH else FolderDetSource(s)
-                for s in self.cfg.train]  # fmt: skip
+        return [SynthDetSource(lang) if (lang := synth_lang(s, self.cfg.synth_lang)) is not None
+                else FolderDetSource(s) for s in self.cfg.train]  # fmt: skip
 
     def val_sets(self) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {}
         for s in self.cfg.val:
-            if s == SYNTH:
-                src = SynthDetSource(self.cfg.synth_lang)
+            lang = synth_lang(s, self.cfg.synth_lang)
+            if lang is not None:
+                src = SynthDetSource(lang)
                 items = src.items(self.cfg.seed + VAL_SEED, self.cfg.val_count)
-                out[SYNTH] = [_det_sample(*item) for item in items]
+                out[s] = [_det_sample(*item) for item in items]
             else:
                 folder = FolderDetSource(s)
                 out[folder.name] = folder.held_out()
