@@ -5,33 +5,32 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
+
+from xcompress.models import build_model, get_arch
+from xcompress.search.space import load_space
 
 SPACES = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
 def test_space_fits_its_arch(path):
-    from xcompress.models.lcnetv3 import LCNetV3Config
-
-    space = yaml.safe_load(path.read_text())
-    base = LCNetV3Config.rec() if space["arch"].endswith("rec") else LCNetV3Config.det()
-    assert len(base.stages) == space["stages"] == len(space["choices"]["depths"])
-    ref = space["reference"]
-    # the reference point is the trained model itself
-    assert [s.depth for s in base.stages] == ref["depths"]
-    assert [s.kernel for s in base.stages] == ref["kernels"]
-    # every stage's choices contain the reference and never exceed the trained depth
-    for d_ref, choices in zip(ref["depths"], space["choices"]["depths"], strict=True):
-        assert d_ref in choices and max(choices) <= d_ref
-    # the smallest point builds, with channels rounded to the divisor
-    small = base.with_stage_knobs(
-        width_mults=[min(space["choices"]["width_mults"])] * space["stages"],
-        depths=[min(c) for c in space["choices"]["depths"]],
-        kernels=[min(space["choices"]["kernels"])] * space["stages"],
-    )
-    ref_cfg = base.with_stage_knobs(**ref)
-    assert ref_cfg == base.with_stage_knobs()
-    assert base.divisor == space["divisor"]
-    assert all(c % space["divisor"] == 0 for c in small.stage_channels())
-    assert sum(small.stage_channels()) < sum(ref_cfg.stage_channels())
+    space = load_space(path)
+    model = build_model(space.arch, get_arch(space.arch).config_cls())
+    space.check_fits(model)  # the largest and smallest points derive from the trained model
+    cfg = model.config.model_dump(mode="json")
+    stages = cfg
+    for part in space.stages_at.split("."):
+        stages = stages[part]
+    assert len(stages) == space.stages
+    ref = space.reference
+    # the reference point is the trained model itself, and every stage's choices contain it
+    for key, field in (("depths", "depth"), ("kernels", "kernel")):
+        if key in ref:
+            assert [s[field] for s in stages] == ref[key]
+            choices = space.stage_choices(key)
+            if choices is not None:
+                assert all(r in c and max(c) <= r or key == "kernels"
+                           for r, c in zip(ref[key], choices, strict=True))  # fmt: skip
+    # the smallest point is smaller than the trained model, channels rounded to the divisor
+    small = build_model(space.arch, space.child_config(cfg, space.extreme(min)))
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
