@@ -225,6 +225,28 @@ def atomic_dir(dest: str | os.PathLike[str], command: str | None = None) -> Iter
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_same_settings(saved_path: Path, now: dict[str, Any], resumable: frozenset[str],
+                        what: str = "a run") -> None:  # fmt: skip
+    """Refuse to resume a run folder whose saved config differs in what is learned.
+
+    ``resumable`` names the settings a re-run may change (budgets, machine settings); any
+    other difference is one line naming them. No saved config: nothing to check.
+    """
+    if not saved_path.is_file():
+        return
+    try:
+        saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise XCompressError(f"{saved_path} is unreadable: use a new --out") from None
+    differ = sorted(k for k in set(saved) | set(now)
+                    if k not in resumable and saved.get(k) != now.get(k))  # fmt: skip
+    if differ:
+        raise XCompressError(
+            f"{saved_path.parent} holds {what} with other settings ({', '.join(differ)} "
+            "differ): re-run with the same options to resume it, or choose a new --out"
+        )
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented UTF-8 JSON, atomically."""
     with atomic_path(path) as tmp:

@@ -285,13 +285,9 @@ class FitProblems(list[str]):
             )
 
 
-def _check_lcnet(fit: FitProblems, child: LCNetV3Config, parent: LCNetV3Config) -> None:
-    fit.differs("backbone norm", child.norm, parent.norm)
-    fit.wider("backbone stem", child.stem_width(), parent.stem_width())
-    if len(child.stages) != len(parent.stages):
-        fit.append(f"backbone has {len(child.stages)} stages, the trained model "
-                   f"{len(parent.stages)}")  # fmt: skip
-        return
+def _check_stages(fit: FitProblems, child: Any, parent: Any, fixed: str) -> None:
+    """Per-stage width, depth, kernel and stride (and the ``fixed`` field, which a subnet
+    cannot change) of two configs with ``stages`` and ``stage_channels()``."""
     for i, (c, p, cw, pw) in enumerate(zip(
         child.stages, parent.stages, child.stage_channels(), parent.stage_channels(),
         strict=True,
@@ -300,7 +296,19 @@ def _check_lcnet(fit: FitProblems, child: LCNetV3Config, parent: LCNetV3Config) 
         fit.deeper(f"stage {i}: depth", c.depth, p.depth)
         fit.kernel(f"stage {i}: kernel", c.kernel, p.kernel)
         fit.differs(f"stage {i}: stride", tuple(c.stride), tuple(p.stride))
-        fit.differs(f"stage {i}: se", c.se, p.se)
+        a, b = getattr(c, fixed), getattr(p, fixed)
+        fit.differs(f"stage {i}: {fixed}", tuple(a) if isinstance(a, tuple | list) else a,
+                    tuple(b) if isinstance(b, tuple | list) else b)  # fmt: skip
+
+
+def _check_lcnet(fit: FitProblems, child: LCNetV3Config, parent: LCNetV3Config) -> None:
+    fit.differs("backbone norm", child.norm, parent.norm)
+    fit.wider("backbone stem", child.stem_width(), parent.stem_width())
+    if len(child.stages) != len(parent.stages):
+        fit.append(f"backbone has {len(child.stages)} stages, the trained model "
+                   f"{len(parent.stages)}")  # fmt: skip
+        return
+    _check_stages(fit, child, parent, "se")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -624,15 +632,7 @@ class CRNNDeriver(Deriver[CRNN, CRNNConfig]):
             fit.append(f"{len(child.stages)} conv stages, the trained model has "
                        f"{len(parent.stages)}")  # fmt: skip
         else:
-            for i, (c, p, cw, pw) in enumerate(zip(
-                child.stages, parent.stages, child.stage_channels(), parent.stage_channels(),
-                strict=True,
-            )):  # fmt: skip
-                fit.wider(f"stage {i}", cw, pw)
-                fit.deeper(f"stage {i}: depth", c.depth, p.depth)
-                fit.kernel(f"stage {i}: kernel", c.kernel, p.kernel)
-                fit.differs(f"stage {i}: stride", tuple(c.stride), tuple(p.stride))
-                fit.differs(f"stage {i}: pool", tuple(c.pool), tuple(p.pool))
+            _check_stages(fit, child, parent, "pool")
         fit.wider("LSTM hidden", child.hidden, parent.hidden)
         fit.deeper("lstm_layers", child.lstm_layers, parent.lstm_layers)
         fit.differs("num_classes", child.num_classes, parent.num_classes)

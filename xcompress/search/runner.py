@@ -43,7 +43,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from xcompress.errors import BudgetError, DataError, XCompressError
-from xcompress.fsutil import mark_output, prepare_output_dir, write_json
+from xcompress.fsutil import check_same_settings, mark_output, prepare_output_dir, write_json
 
 RUN_FILES = ("search_config.json", "study.db", "trials.json", "pareto.json", "pareto.png",
              "report.md", "best")  # fmt: skip
@@ -492,21 +492,8 @@ def _worker_entry(cfg_json: str, out: str, worker: int, deadline_s: float | None
 
 
 def _check_resume(out: Path, cfg: SearchConfig) -> None:
-    saved_path = out / "search_config.json"
-    if not saved_path.is_file():
-        return
-    try:
-        saved = json.loads(saved_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise SearchError(f"{saved_path} is unreadable: use a new --out") from None
-    now = cfg.model_dump(mode="json")
-    differ = sorted(k for k in set(saved) | set(now)
-                    if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k))  # fmt: skip
-    if differ:
-        raise SearchError(
-            f"{out} holds a search with other settings ({', '.join(differ)} differ): re-run "
-            "with the same options to resume it, or choose a new --out"
-        )
+    check_same_settings(out / "search_config.json", cfg.model_dump(mode="json"),
+                        RESUMABLE_CHANGES, "a search")  # fmt: skip
 
 
 def run_search(cfg: SearchConfig, log: Any = print, force: bool = False) -> SearchResult:

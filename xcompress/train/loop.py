@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from xcompress.card import ModelCard, default_postprocess, default_preprocess
 from xcompress.errors import DataError, ModelError
 from xcompress.eval.metrics import TaskMetrics, format_metrics, task_metrics
-from xcompress.fsutil import mark_output, prepare_output_dir, write_json
+from xcompress.fsutil import check_same_settings, mark_output, prepare_output_dir, write_json
 from xcompress.models.base import OCRModel
 from xcompress.models.checkpoint import read_checkpoint, save_checkpoint
 from xcompress.models.registry import build_model, get_arch, list_archs
@@ -292,21 +292,9 @@ RESUMABLE_CHANGES = frozenset({"steps", "max_seconds", "eval_every", "threads", 
 
 def _check_resume(out: Path, cfg: TrainConfig) -> None:
     """Refuse to resume a run folder whose saved config differs in what is learned."""
-    saved_path = out / "train_config.json"
-    if not (out / "last.pt").is_file() or not saved_path.is_file():
-        return
-    try:
-        saved = json.loads(saved_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise DataError(f"{saved_path} is unreadable: use a new --out") from None
-    now = cfg.model_dump(mode="json")
-    differ = sorted(k for k in set(saved) | set(now)
-                    if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k))
-    if differ:
-        raise DataError(
-            f"{out} holds a run with other settings ({', '.join(differ)} differ): re-run with "
-            "the same options to resume it, or choose a new --out"
-        )
+    if (out / "last.pt").is_file():
+        check_same_settings(out / "train_config.json", cfg.model_dump(mode="json"),
+                            RESUMABLE_CHANGES)  # fmt: skip
 
 
 def _resume(out: Path, s: _Session, cfg: TrainConfig) -> _Progress:
