@@ -136,14 +136,17 @@ class _Context:
         """The latency predicted *before* measuring: the calibrated model, refitted on its
         calibration points plus every trial of the study measured so far (in this run's
         units: calibration points rescaled by the parent now vs then)."""
-        from xcompress.search.latency import CalibrationPoint, fit_coefficients
+        from xcompress.search.latency import CalibrationPoint, fit_coefficients, latency_features
 
         if self.predictor is None:
             return None
-        # scaled by the parent now vs at calibration: one cheap measurement corrects a
-        # machine that runs faster or slower today than when the table was built
-        scale = (self.meter.reference / self.predictor.reference
-                 if self.predictor.reference and self.meter.reference else 1.0)  # fmt: skip
+        # scaled by this run's parent as measured now vs as the model predicts it: one cheap
+        # measurement corrects a machine that runs faster or slower today than when the table
+        # was built, and a table built on another parent of the same architecture
+        if "parent_features" not in self.info:
+            self.info["parent_features"] = latency_features(self.parent_onnx, self.shape)
+        expected = self.predictor.predict(self.info["parent_features"])
+        scale = self.meter.reference / expected if self.meter.reference and expected > 0 else 1.0
         points = [CalibrationPoint(features=p.features, measured=p.measured * scale)
                   for p in self.predictor.points]  # fmt: skip
         if study is not None:
