@@ -41,6 +41,8 @@ def synth_lang(spec: str, default: str) -> str | None:
     if spec.startswith(SYNTH + ":") and spec[len(SYNTH) + 1 :]:
         return spec[len(SYNTH) + 1 :]
     return None
+
+
 #: seed offset of held-out synthetic sets: disjoint from every training stream
 VAL_SEED = 1_000_003
 
