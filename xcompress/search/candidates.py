@@ -54,6 +54,15 @@ def calibration_batches(
         yield x
 
 
+def derive_point(parent: OCRModel, space: Any, params: dict[str, Any]) -> tuple[OCRModel, Any]:
+    """The subnet at a point of ``space``, with inherited weights, and what derived it
+    (the layer sources :func:`inherit` refits)."""
+    from xcompress.search.derive import derive_with_sources
+
+    return derive_with_sources(parent, space.child_config(parent.config.model_dump(mode="json"),
+                                                          params))
+
+
 def make_candidate(
     parent: OCRModel,
     card: ModelCard,
@@ -65,11 +74,9 @@ def make_candidate(
     """Derive the candidate of ``params`` from ``parent``, export and count it (no training,
     no BatchNorm pass yet: a candidate that breaks a hard budget is rejected first)."""
     from xcompress.profile.flops import count_onnx
-    from xcompress.search.derive import derive_with_sources
     from xcompress.search.latency import latency_features
 
-    config = space.child_config(parent.config.model_dump(mode="json"), params)
-    child, copier = derive_with_sources(parent, config)
+    child, copier = derive_point(parent, space, params)
     path = export_candidate(child, card, folder)
     cost = count_onnx(path, shape)
     return Candidate(params=dict(params), module=child, onnx=path, macs=cost.macs,

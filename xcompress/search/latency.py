@@ -350,17 +350,15 @@ def calibrate(
     random) against ``parent`` on the meter's target and fit a :class:`LatencyPredictor`."""
     import tempfile
 
-    from xcompress.search.candidates import export_candidate
-    from xcompress.search.derive import derive_subnet
+    from xcompress.search.candidates import derive_point, export_candidate
 
     points_params = calibration_points(space, samples, seed)
-    parent_cfg = parent.config.model_dump(mode="json")
     with tempfile.TemporaryDirectory(prefix="xcompress-calib-", dir=workdir) as tmp:
         parent_onnx = export_candidate(parent, card, Path(tmp) / "parent")
         meter.calibrate_reference(parent_onnx)
         points: list[CalibrationPoint] = []
         for i, params in enumerate(points_params[:samples]):
-            child = derive_subnet(parent, space.child_config(parent_cfg, params))
+            child, _ = derive_point(parent, space, params)
             path = export_candidate(child, card, Path(tmp) / f"c{i}")
             m = meter.measure(path, parent_onnx)
             point = CalibrationPoint(features=latency_features(path, meter.shape),

@@ -189,24 +189,20 @@ def train_config(cfg: SearchConfig, steps: int, seed: int, max_width: int = 320)
 def _check_val_charset(task: Any, val: list[str]) -> None:
     """A rec validation folder with characters outside the model's charset is an error:
     silently dropping its lines would score the search on part of the user's data."""
-    from xcompress.data.labels import load_dataset
+    from xcompress.data.labels import check_charset, load_dataset
     from xcompress.train.tasks import synth_lang
 
-    codec = getattr(task, "codec", None)
-    if codec is None:
+    charset = task.card.charset if task.task == "rec" else None
+    if not charset:
         return
     for v in val:
         if synth_lang(v, "en") is not None:
             continue
-        ds = load_dataset(v, "rec")
-        bad = sorted({c for s in ds.samples for c in s.text if not codec.covers(c)})
-        if bad:
-            n = sum(1 for s in ds.samples if not codec.covers(s.text))
-            shown = "".join(bad[:10])
+        rep = check_charset(load_dataset(v, "rec"), charset)
+        if not rep.ok:
             raise DataError(
-                f"{v}: {n} of {len(ds.samples)} lines use characters outside the model's "
-                f"charset ({shown!r}{'...' if len(bad) > 10 else ''}): fix the labels or pass "
-                "the model's --charset"
+                f"{v}: labels use characters outside the model's charset ({rep.summary()}): "
+                "fix the labels or pass the model's --charset"
             )
 
 
@@ -419,25 +415,17 @@ def open_study(cfg: SearchConfig, out: Path, worker: int = 0) -> Any:
     return study
 
 
-def _counts(study: Any) -> dict[str, int]:
-    out = dict.fromkeys(("COMPLETE", "RUNNING", "WAITING", "FAIL"), 0)
-    for t in study.get_trials(deepcopy=False):
-        if t.state.name in out:
-            out[t.state.name] += 1
-    return out
-
-
 def _loop(ctx: _Context, study: Any, deadline: float | None) -> str:
     """One worker's loop: ask, evaluate, tell until the study has ``trials`` finished trials
     or the deadline passes. Returns why it stopped."""
-    from xcompress.search.storage import Heartbeat, recover_stale_trials
+    from xcompress.search.storage import Heartbeat, recover_stale_trials, study_counts
 
     total = ctx.cfg.trials
     while True:
         for n in recover_stale_trials(study):
             ctx.log(f"trial {n} was left running by a worker that died: failed (queued again "
                     "once)")  # fmt: skip
-        c = _counts(study)
+        c = study_counts(study)
         if c["COMPLETE"] >= total or (c["COMPLETE"] + c["RUNNING"] >= total and not c["WAITING"]):
             return "trials"
         if deadline is not None and time.monotonic() > deadline:
@@ -568,8 +556,7 @@ def _final(ctx: _Context, records: list[dict[str, Any]]) -> dict[str, Any] | Non
     from xcompress.fsutil import atomic_dir
     from xcompress.models.checkpoint import save_checkpoint
     from xcompress.models.export import export_onnx
-    from xcompress.search.candidates import inherit
-    from xcompress.search.derive import derive_with_sources
+    from xcompress.search.candidates import derive_point, inherit
     from xcompress.train import finetune_module
 
     cfg, out, log = ctx.cfg, ctx.out, ctx.log
@@ -588,8 +575,7 @@ def _final(ctx: _Context, records: list[dict[str, Any]]) -> dict[str, Any] | Non
             log(f"best/ already holds trial {best['number']} after its final fine-tune")
             return {**best, "final": done}
     params = ctx.space.full(best["point"])
-    child, copier = derive_with_sources(ctx.parent, ctx.space.child_config(
-        ctx.parent.config.model_dump(mode="json"), params))
+    child, copier = derive_point(ctx.parent, ctx.space, params)
     inherit(ctx.parent, child, copier, ctx.task, cfg.bn_batches, cfg.batch_size,
             cfg.seed + best["number"])
     steps = cfg.final_steps if cfg.final_steps > 0 else cfg.finetune_steps
