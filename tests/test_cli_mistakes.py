@@ -228,6 +228,21 @@ CASES: list[Case] = [
     ("search-space-of-other-arch",
      lambda w: ["search", str(w.crnn), "--space", str(REPO / "search_spaces" / "ppocrv4-rec.yaml"),
                 "--out", str(w.root / "s")], ("space for ppocrv4-rec",)),
+    # -- prune ----------------------------------------------------------------------------------
+    ("prune-nothing-to-do", lambda w: ["prune", str(w.crnn), "--out", str(w.root / "p")],
+     ("nothing to do", "--target-macs")),
+    ("prune-fake-checkpoint", lambda w: ["prune", str(w.fake_pt), "--target-macs", "0.5",
+                                         "--out", str(w.root / "p")],
+     ("not an xcompress checkpoint",)),
+    ("prune-two-targets", lambda w: ["prune", str(w.crnn), "--target-macs", "0.5",
+                                     "--target-latency-ratio", "0.5", "--out", str(w.root / "p")],
+     ("not both",)),
+    ("prune-unknown-importance", lambda w: ["prune", str(w.crnn), "--target-macs", "0.5",
+                                            "--importance", "magic", "--out", str(w.root / "p")],
+     ("unknown criterion",)),
+    ("prune-bad-keep-charset", lambda w: ["prune", str(w.crnn), "--keep-charset", "klingon",
+                                          "--out", str(w.root / "p")],
+     ("not a file", "digits")),
 ]
 
 

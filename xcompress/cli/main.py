@@ -50,7 +50,7 @@ def _root(
 
 # Each module has `register(app)`, which adds its command or command group to the root app.
 _COMMAND_MODULES = ("zoo", "data", "eval", "profile", "quantize", "models", "card", "run",
-                    "board", "search")
+                    "board", "search", "prune")
 
 
 def _load_commands() -> None:

@@ -33,9 +33,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import torch
@@ -68,6 +70,35 @@ def l1_scores(weight: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return weight.detach().abs().transpose(0, dim).flatten(1).sum(1)
 
 
+Scorer = Callable[[torch.Tensor, int], torch.Tensor]
+
+#: the channel importance that ranks what a subnet keeps (L1 unless :func:`ranked_by` says)
+_SCORER: contextvars.ContextVar[Scorer] = contextvars.ContextVar("scorer", default=l1_scores)
+
+
+def filter_scores(weight: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """The active importance of each slice of ``weight`` along ``dim`` (L1 by default;
+    ``xcompress prune --importance`` sets FPGM or Taylor with :func:`ranked_by`)."""
+    return _SCORER.get()(weight, dim)
+
+
+@contextlib.contextmanager
+def ranked_by(scorer: Scorer) -> Iterator[None]:
+    """Rank channels with ``scorer(weight, dim) -> one score per slice`` (higher: keep)
+    inside the block.
+
+    Example:
+        >>> with ranked_by(lambda w, dim: -l1_scores(w, dim)):   # keep the smallest
+        ...     top_filters(torch.tensor([[1.0], [0.0], [3.0]]), 1).tolist()
+        [1]
+    """
+    token = _SCORER.set(scorer)
+    try:
+        yield
+    finally:
+        _SCORER.reset(token)
+
+
 def top_k(scores: torch.Tensor, k: int) -> Index:
     """Positions of the ``k`` largest scores, in ascending position order (ties: lower first).
 
@@ -80,14 +111,15 @@ def top_k(scores: torch.Tensor, k: int) -> Index:
     return torch.argsort(scores, descending=True, stable=True)[:k].sort().values
 
 
-def top_l1(weight: torch.Tensor, k: int, dim: int = 0) -> Index:
-    """The ``k`` slices of ``weight`` along ``dim`` with the largest L1 norm (OFA's rule).
+def top_filters(weight: torch.Tensor, k: int, dim: int = 0) -> Index:
+    """The ``k`` slices of ``weight`` along ``dim`` of highest importance (by default the
+    largest L1 norm, OFA's rule).
 
     Example:
-        >>> top_l1(torch.tensor([[1.0, -1.0], [0.0, 0.0], [3.0, 0.0]]), 2).tolist()
+        >>> top_filters(torch.tensor([[1.0, -1.0], [0.0, 0.0], [3.0, 0.0]]), 2).tolist()
         [0, 2]
     """
-    return top_k(l1_scores(weight, dim), k)
+    return top_k(filter_scores(weight, dim), k)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,7 +231,7 @@ def _rep_conv(cp: Copier, dst: RepConv, src: RepConv, out: Index, inp: Index | N
 
 def _squeeze_excite(cp: Copier, dst: SqueezeExcite, src: SqueezeExcite, chans: Index) -> None:
     # the squeeze width is channels // reduction: keep its strongest reduce filters
-    mid = top_l1(src.reduce.weight, dst.reduce.out_channels)
+    mid = top_filters(src.reduce.weight, dst.reduce.out_channels)
     cp.layer(dst.reduce, src.reduce, mid, chans)
     cp.layer(dst.expand, src.expand, chans, mid)
 
@@ -210,14 +242,14 @@ def _lcnet_block(cp: Copier, dst: LCNetBlock, src: LCNetBlock, cin: Index) -> In
     _rep_conv(cp, dst.dw, src.dw, cin, None)
     if src.se is not None and dst.se is not None:
         _squeeze_excite(cp, dst.se, src.se, cin)
-    out = top_l1(src.pw.conv.weight, dst.pw.conv.out_channels)
+    out = top_filters(src.pw.conv.weight, dst.pw.conv.out_channels)
     _rep_conv(cp, dst.pw, src.pw, out, cin)
     return out
 
 
 def _lcnet(cp: Copier, dst: LCNetV3, src: LCNetV3) -> list[Index]:
     """Fill a backbone; returns each stage's kept output channels (what its consumers read)."""
-    prev = top_l1(src.stem.conv.weight, dst.stem.conv.out_channels)
+    prev = top_filters(src.stem.conv.weight, dst.stem.conv.out_channels)
     _conv_bn(cp, dst.stem, src.stem, prev, None)
     outs = []
     for src_stage, dst_stage in zip(src.stages, dst.stages, strict=True):
@@ -241,7 +273,7 @@ def _stand_in(cp: Copier, dst: LCNetBlock, src: LCNetBlock, last: LCNetBlock, ci
     and :func:`xcompress.search.reconstruct.reconstruct` fits that pw conv to the last
     block's output on real data. The stage's consumers then read those positions.
     """
-    keep = top_l1(last.pw.conv.weight, dst.pw.conv.out_channels)
+    keep = top_filters(last.pw.conv.weight, dst.pw.conv.out_channels)
     k = min(int(keep.max()) + 1, src.pw.conv.out_channels)
     rows = torch.clamp(keep, max=k - 1)  # a narrower kept block has no row at some positions
     cp.layer(dst.pw.conv, src.pw.conv, rows, cin)
@@ -438,8 +470,8 @@ def _attention_channels(block: TransformerBlock, per_head: int) -> Index:
     over its q, k and v rows and its proj column, the best ``per_head`` within each head.
     """
     dims = block.proj.in_features
-    rows = l1_scores(block.qkv.weight).reshape(3, dims).sum(0)
-    scores = (rows + l1_scores(block.proj.weight, dim=1)).reshape(block.heads, -1)
+    rows = filter_scores(block.qkv.weight).reshape(3, dims).sum(0)
+    scores = (rows + filter_scores(block.proj.weight, dim=1)).reshape(block.heads, -1)
     keep = torch.argsort(scores, dim=1, descending=True, stable=True)[:, :per_head]
     offsets = torch.arange(block.heads, device=keep.device)[:, None] * scores.shape[1]
     return (keep.sort(dim=1).values + offsets).flatten()
@@ -456,7 +488,7 @@ def _stream_dims(src: SVTRNeck, dst: SVTRNeck) -> Index:
     writers = [src.conv2.conv.weight]
     for block in list(src.blocks)[: len(dst.blocks)]:
         writers += [block.proj.weight, block.fc2.weight]
-    scores = sum(s / s.mean().clamp_min(1e-12) for s in map(l1_scores, writers))
+    scores = sum(s / s.mean().clamp_min(1e-12) for s in map(filter_scores, writers))
     return top_k(torch.as_tensor(scores), dst.conv2.conv.out_channels)
 
 
@@ -471,27 +503,27 @@ def _transformer_block(
     cp.layer(dst.qkv, src.qkv, torch.cat([attn, width + attn, 2 * width + attn]), dims)
     cp.layer(dst.proj, src.proj, dims, attn)
     cp.norm(dst.norm2, src.norm2, dims)
-    hidden = top_l1(src.fc1.weight, dst.fc1.out_features)
+    hidden = top_filters(src.fc1.weight, dst.fc1.out_features)
     cp.layer(dst.fc1, src.fc1, hidden, dims)
     cp.layer(dst.fc2, src.fc2, dims, hidden)
 
 
 def _svtr_neck(cp: Copier, dst: SVTRNeck, src: SVTRNeck, h: Index) -> Index:
     """Fill the neck reading the pooled backbone channels ``h``; returns its kept outputs."""
-    mid = top_l1(src.conv1.conv.weight, dst.conv1.conv.out_channels)
+    mid = top_filters(src.conv1.conv.weight, dst.conv1.conv.out_channels)
     _conv_bn(cp, dst.conv1, src.conv1, mid, h)
     dims = _stream_dims(src, dst)
     _conv_bn(cp, dst.conv2, src.conv2, dims, mid)
     for src_block, dst_block in zip(src.blocks, dst.blocks, strict=False):  # first k blocks
         _transformer_block(cp, dst_block, src_block, dims)
     cp.norm(dst.norm, src.norm, dims)
-    back = top_l1(src.conv3.conv.weight, dst.conv3.conv.out_channels)
+    back = top_filters(src.conv3.conv.weight, dst.conv3.conv.out_channels)
     _conv_bn(cp, dst.conv3, src.conv3, back, dims)
     # conv4 reads cat([h, conv3 output]): the parent's columns [h, C + conv3's kept channels]
-    mid4 = top_l1(src.conv4.conv.weight, dst.conv4.conv.out_channels)
+    mid4 = top_filters(src.conv4.conv.weight, dst.conv4.conv.out_channels)
     cat = torch.cat([h, src.conv3.conv.out_channels + back])
     _conv_bn(cp, dst.conv4, src.conv4, mid4, cat)
-    out = top_l1(src.conv5.conv.weight, dst.conv5.conv.out_channels)
+    out = top_filters(src.conv5.conv.weight, dst.conv5.conv.out_channels)
     _conv_bn(cp, dst.conv5, src.conv5, out, mid4)
     return out
 
@@ -535,9 +567,9 @@ def _rse_conv(cp: Copier, dst: RSEConv, src: RSEConv, out: Index, inp: Index) ->
 
 
 def _db_branch(cp: Copier, dst: DBBranch, src: DBBranch, inp: Index) -> None:
-    mid = top_l1(src.conv.conv.weight, dst.conv.conv.out_channels)
+    mid = top_filters(src.conv.conv.weight, dst.conv.conv.out_channels)
     _conv_bn(cp, dst.conv, src.conv, mid, inp)
-    up = top_l1(src.up1.weight, dst.up1.out_channels, dim=1)  # transpose conv: [in, out, ..]
+    up = top_filters(src.up1.weight, dst.up1.out_channels, dim=1)  # transpose conv: [in, out, ..]
     cp.conv_transpose(dst.up1, src.up1, up, mid)
     cp.norm(dst.bn1, src.bn1, up)
     cp.conv_transpose(dst.up2, src.up2, None, up)
@@ -563,14 +595,14 @@ class DetDeriver(Deriver[PPOCRv4Det, PPOCRv4DetConfig]):
         # The top-down sums (in4 + up(in5), ...) add the levels channel by channel, so all
         # four `ins` outputs keep one common set: ranked by their summed filter norms.
         fused = top_k(
-            torch.stack([l1_scores(m.conv.weight) for m in src.ins]).sum(0), dst.out_channels
+            torch.stack([filter_scores(m.conv.weight) for m in src.ins]).sum(0), dst.out_channels
         )
         levels = []
         for i, tap in enumerate(child.taps):
-            lat = top_l1(src.lateral[i].weight, dst.lateral[i].out_channels)
+            lat = top_filters(src.lateral[i].weight, dst.lateral[i].out_channels)
             cp.layer(dst.lateral[i], src.lateral[i], lat, stages[tap])
             _rse_conv(cp, dst.ins[i], src.ins[i], fused, lat)
-            level = top_l1(src.inp[i].conv.weight, dst.inp[i].conv.out_channels)
+            level = top_filters(src.inp[i].conv.weight, dst.inp[i].conv.out_channels)
             _rse_conv(cp, dst.inp[i], src.inp[i], level, fused)
             levels.append(level)
         # the DB head reads cat([p5, p4, p3, p2]), each a quarter of the parent's channels
@@ -600,7 +632,7 @@ def _lstm_units(src: nn.LSTM, suffix: str, k: int) -> Index:
     output-filter rule applied to a recurrent unit.
     """
     hidden = src.hidden_size
-    rows = l1_scores(getattr(src, f"weight_ih{suffix}")) + l1_scores(
+    rows = filter_scores(getattr(src, f"weight_ih{suffix}")) + filter_scores(
         getattr(src, f"weight_hh{suffix}")
     )
     return top_k(rows.reshape(4, hidden).sum(0), k)
@@ -643,7 +675,7 @@ class CRNNDeriver(Deriver[CRNN, CRNNConfig]):
         prev: Index | None = None  # the RGB input: all of it
         for src_stage, dst_stage in zip(_crnn_convs(parent), _crnn_convs(child), strict=True):
             for (src_conv, src_bn), (dst_conv, dst_bn) in zip(src_stage, dst_stage, strict=False):
-                out = top_l1(src_conv.weight, dst_conv.out_channels)
+                out = top_filters(src_conv.weight, dst_conv.out_channels)
                 cp.layer(dst_conv, src_conv, out, prev)
                 cp.norm(dst_bn, src_bn, out)
                 prev = out

@@ -67,6 +67,8 @@ class SearchSpace(BaseModel):
             kernels); set on the config holding the stages. None keeps the model's.
         choices: per-stage knobs.
         fields: other config fields by dotted path -> choices (e.g. ``neck.dims: [64, 96]``).
+        width_fields: the fields that are channel widths (``xcompress prune`` narrows them;
+            the others, such as a depth, it keeps as trained).
         reference: the trained model's own point, for documentation and the report.
     """
 
@@ -77,6 +79,7 @@ class SearchSpace(BaseModel):
     divisor: int | None = Field(None, ge=1)
     choices: StageChoices = Field(default_factory=StageChoices)
     fields: dict[str, list[Any]] = Field(default_factory=dict)
+    width_fields: list[str] = Field(default_factory=list)
     reference: dict[str, Any] = Field(default_factory=dict)
     description: str = ""
 
@@ -95,6 +98,9 @@ class SearchSpace(BaseModel):
         for path, values in self.fields.items():
             if not values:
                 raise ValueError(f"fields.{path} has no choices")
+        for path in self.width_fields:
+            if path not in self.fields:
+                raise ValueError(f"width_fields names {path}, which is not in fields")
         return self
 
     # -- the knobs --------------------------------------------------------------------------

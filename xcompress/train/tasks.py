@@ -43,6 +43,41 @@ def synth_lang(spec: str, default: str) -> str | None:
     return None
 
 
+def synth_langs(charset: list[str] | None, langs: tuple[str, ...] = ("en", "zh"),
+                min_cover: float = 0.9) -> list[str]:
+    """The synthetic languages a recognizer's charset can write: each packaged corpus whose
+    characters it covers (>= ``min_cover``). A bilingual PP-OCR recognizer gets both, so a
+    compressed copy is refitted and distilled on both scripts, not on English alone (which
+    left the Chinese lines of a pruned ppocr-v4-rec at 74% CER).
+
+    Example:
+        >>> import string
+        >>> synth_langs(list(string.printable))
+        ['en']
+    """
+    from xcompress.data.synth.corpus import corpus
+
+    have = set(charset or ())
+    out = []
+    for lang in langs:
+        chars = set("".join(corpus(lang))) - {" "}
+        if chars and len(chars & have) / len(chars) >= min_cover:
+            out.append(lang)
+    return out
+
+
+def expand_synth(specs: list[str], charset: list[str] | None) -> list[str]:
+    """``synth`` (no language) -> ``synth:LANG`` for every language of the charset
+    (:func:`synth_langs`); other specs as given."""
+    langs = synth_langs(charset) if charset else []
+    if SYNTH not in specs or not langs:
+        return list(specs)
+    out: list[str] = []
+    for s in specs:
+        out += [f"{SYNTH}:{lang}" for lang in langs] if s == SYNTH else [s]
+    return out
+
+
 #: seed offset of held-out synthetic sets: disjoint from every training stream
 VAL_SEED = 1_000_003
 
