@@ -53,6 +53,9 @@ def prune_command(
     rounds: Annotated[int, typer.Option("--rounds", min=1,
                                         help="Prune -> distill rounds.")] = 1,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Samples per step.")] = 8,
+    ctc_weight: Annotated[float, typer.Option(
+        "--ctc-weight", min=0.0, help="Weight of the loss on the data's labels (0: learn from "
+        "the teacher alone).")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="Data seed.")] = 0,
     shape: Annotated[str | None, typer.Option(
         "--shape", help="Input shape MACs and latency are measured at, e.g. 1x3x48x320.")] = None,
@@ -76,6 +79,7 @@ def prune_command(
         keep_charset=keep_charset, space=str(space) if space else None, round_to=round_to,
         data=data or ["synth"], val=val or ["synth"], val_count=val_count, lang=lang,
         steps=steps, minutes=minutes, rounds=rounds, batch_size=batch_size, seed=seed,
+        ctc_weight=ctc_weight,
         shape=parse_shape(shape) if shape else None, threads=threads,
     )  # fmt: skip
     res = run_prune(cfg, log=default_log(), force=force)

@@ -58,6 +58,8 @@ class PruneConfig(BaseModel):
     rounds: int = Field(1, ge=1, description="prune -> distill rounds")
     batch_size: int = Field(8, ge=1)
     lr: float = Field(5e-4, gt=0)
+    ctc_weight: float = Field(1.0, ge=0, description="weight of the task loss on the labels "
+                              "(0: distillation from the teacher alone)")
     refit_batches: int = Field(4, ge=0, description="batches to refit narrowed layers on")
     probe_batches: int = Field(4, ge=1, description="batches each sensitivity probe is scored on")
     seed: int = 0
@@ -96,7 +98,7 @@ def _train_config(cfg: PruneConfig, data: list[str], val: list[str], steps: int,
         val_count=cfg.val_count, steps=max(steps, 1), eval_every=max(steps, 1),
         batch_size=cfg.batch_size, lr=cfg.lr, warmup=min(20, max(steps // 10, 0)), seed=seed,
         freeze_norm=True, max_width=width, out=".", max_seconds=seconds,
-        distill=DistillConfig(teacher=cfg.model),
+        distill=DistillConfig(teacher=cfg.model, ctc_weight=cfg.ctc_weight),
     )  # fmt: skip
 
 
