@@ -60,6 +60,16 @@ def quantize_command(
     ] = None,
     force: ForceOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
+    qat: Annotated[bool, typer.Option(
+        "--qat", help="Quantization-aware training of the PTQ int8 graph, distilled from the "
+        "float model (recognizers); resumable.")] = False,
+    data: Annotated[list[str] | None, typer.Option(
+        "--data", help="--qat training data: synth[:LANG] or a label folder; repeatable.")] = None,
+    val: Annotated[list[str] | None, typer.Option(
+        "--val", help="--qat held-out set: synth[:LANG] or a label folder; repeatable.")] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="--qat training steps.")] = 600,
+    minutes: Annotated[float | None, typer.Option(
+        "--minutes", help="--qat: stop training after this many minutes.")] = None,
 ) -> None:
     """Quantize MODEL to int8 within --max-drop of its accuracy; write OUT/model.int8.onnx,
     its card, OUT/report.json and OUT/report.md.
@@ -72,6 +82,32 @@ def quantize_command(
     from xcompress.fsutil import prepare_output_dir
     from xcompress.quantize import QuantizeConfig, quantize
     from xcompress.quantize.calibrate import calibrator_names
+
+    if qat:
+        from xcompress.quantize.qat_run import QATConfig, run_qat
+        from xcompress.search.runner import default_log
+
+        kind = resolve_model(model, task=check_task(task), charset=charset).card.task
+        if kind != "rec":
+            raise XCompressError(f"--qat supports recognizers for now; this model is {kind}: "
+                                 "drop --qat for post-training quantization")  # fmt: skip
+
+        qcfg = build_config(QATConfig, None, model=model, out=str(out), data=data or ["synth"],
+                            val=val or ["synth"], calib=str(calib) if calib else None,
+                            steps=steps, minutes=minutes, seed=seed, threads=threads,
+                            max_drop=max_drop)  # fmt: skip
+        res = run_qat(qcfg, log=(lambda m: None) if quiet else default_log(), force=force)
+        par = res.report["parity"]
+        print(f"wrote {res.out / 'model.int8.onnx'} after {res.report['steps']} QAT steps; "
+              f"torch vs onnxruntime max |diff| {par['max_abs_diff']:.2e}, "
+              f"{par['identical_ctc_decoding']:.1%} of {par['lines']} lines decode identically")
+        for name, m in res.report["metrics"].items():
+            print(f"  {name}: cer_nospace fp32 {m['fp32']['cer_nospace'] * 100:.2f}, PTQ "
+                  f"{m['ptq']['cer_nospace'] * 100:.2f}, QAT {m['qat']['cer_nospace'] * 100:.2f}")
+        return
+    for flag, given in (("--data", data), ("--val", val), ("--minutes", minutes)):
+        if given:
+            raise XCompressError(f"{flag} is a --qat option: add --qat, or drop {flag}")
 
     if method != "auto" and method not in calibrator_names():
         raise XCompressError(f"--method must be auto or one of {', '.join(calibrator_names())}")
