@@ -76,6 +76,10 @@ def make_set(out: Path, kind: str, n: int, seed: int, charset: set[str] | None =
     out = out.resolve()  # labels hold paths relative to their folder
     if (out / "label.txt").is_file():
         return out
+    missing = [f for f in FONTS_EN + FONTS_ZH if not Path(f).is_file()]
+    if missing:
+        sys.exit(f"held-out fonts missing ({missing[0]} ...): apt-get install fonts-liberation2 "
+                 "fonts-arphic-uming fonts-arphic-ukai")
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     if kind == "digits":
