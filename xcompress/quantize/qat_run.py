@@ -167,7 +167,7 @@ def run_qat(cfg: QATConfig, log: Any = print, force: bool = False) -> QATResult:
         graph.load_state_dict(st["graph"])
         step, seconds = int(st["step"]), float(st["seconds"])
         log(f"step 2/3: resuming QAT at step {step}/{cfg.steps}")
-    scales = [p for n, p in graph.named_parameters() if "scale" in n]
+    scales = list(graph.act_scales.parameters())
     ids = {id(p) for p in scales}
     weights = [p for p in graph.parameters() if id(p) not in ids]
     # Adam moves every parameter by about its lr per step: in absolute units one lr is a
