@@ -221,3 +221,27 @@ def test_same_bytes_in_another_process(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "a")], env=env, cwd=root, check=True)
     generate(_cfg("det", 1, seed=9), tmp_path / "b")
     assert _hashes(tmp_path / "a") == _hashes(tmp_path / "b")
+
+
+def test_photo_preset_damages_more_and_default_sets_are_unchanged(tmp_path: Path) -> None:
+    from xcompress.data.synth.augment import AUGMENT_PRESETS, augment_preset
+
+    assert set(AUGMENT_PRESETS) == {"default", "photo", "none"}
+    from xcompress.data.synth.augment import PHOTOMETRIC, apply_photometric
+
+    # the later ops draw nothing when off: the defaults give what they gave before them
+    img = np.full((32, 96, 3), 200, np.uint8)
+    img[10:20, 10:80] = 30
+    cfg = AugmentConfig(lighting=1, blur=1, noise=1)
+    r1, r2 = np.random.default_rng(5), np.random.default_rng(5)
+    got = apply_photometric(img, r1, cfg)
+    want = img
+    for name in ("lighting", "invert", "blur", "motion_blur", "noise"):  # the first release
+        if r2.random() < getattr(cfg, name):
+            want = PHOTOMETRIC[name](want, r2)
+    assert np.array_equal(got, want) and r1.random() == r2.random()
+    photo = augment_preset("photo")
+    assert photo.low_contrast > 0 and photo.downscale > 0
+    assert photo.jpeg_quality[0] < AugmentConfig().jpeg_quality[0]
+    with pytest.raises(DataError, match="--augment"):
+        augment_preset("fog")

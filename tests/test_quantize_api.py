@@ -16,7 +16,8 @@ from xcompress.card import ModelCard  # noqa: E402
 from xcompress.errors import BudgetError, DataError, ModelError  # noqa: E402
 from xcompress.quantize import QuantizeConfig  # noqa: E402
 
-FAST = dict(plans=("int8-all",), latency_runs=3, threads=1)
+# tiny models are too small for int8 kernels to pay off: allow_slower lets them be written
+FAST = dict(plans=("int8-all",), latency_runs=3, threads=1, allow_slower=True)
 _tiny_rec, _rec_set = tiny_rec, rec_set
 
 
@@ -48,6 +49,26 @@ def test_quantize_tiny_recognizer(tiny, tmp_path):
     assert rep["rewrites"]["fold-scalar-chains"] >= 1
     assert res.card.step == "quantize" and res.card.step_config["max_drop"] == 1.0
     assert res.card.charset == CHARSET
+
+
+def test_no_faster_int8_plan_is_an_error_and_writes_nothing(tiny, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from xcompress.quantize import quantize
+    from xcompress.quantize.stages import QuantizeContext
+
+    def slower(self, model_path, warmup, runs):  # int8 measured at 0.8x of float
+        t = SimpleNamespace(median_ms=1.0)
+        return SimpleNamespace(ratio=0.8, a=t, b=SimpleNamespace(median_ms=1.25), rounds=runs)
+
+    monkeypatch.setattr(QuantizeContext, "compare", slower)
+    art, calib = tiny
+    out = tmp_path / "out"
+    cfg = QuantizeConfig(max_drop=1.0, **{**FAST, "allow_slower": False})
+    msg = r"no faster int8 plan on host: .* 0\.80x .*--allow-slower"
+    with pytest.raises(BudgetError, match=msg):
+        quantize(art, calib, out, cfg, progress=False)
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_same_inputs_same_artifact(tiny, tmp_path):

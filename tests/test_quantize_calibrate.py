@@ -133,3 +133,29 @@ def test_logits_keep_their_maximum_under_percentile_ranges():
     ranges = ranges_for(stats, "percentile", 99.99, ["flat", "logits", "mm"])
     assert ranges["mm"][1] == pytest.approx(40.0)  # logits: min-max
     assert ranges["side"][1] < 6.0  # everything else: clipped as asked
+
+
+def _expected_sq_error(v: np.ndarray, lo: float, hi: float) -> float:
+    """Mean squared error of uint8 fake quantization of ``v`` at ``[lo, hi]``."""
+    s = (hi - lo) / 255
+    q = np.clip(np.round((v - lo) / s), 0, 255) * s + lo
+    return float(np.mean((q - v) ** 2))
+
+
+def test_mse_range_beats_minmax_and_percentile_on_its_own_objective():
+    v = np.concatenate([RNG.standard_normal(200_000), RNG.standard_normal(40) * 25]).astype(
+        np.float32)
+    st = TensorStats()
+    st.update(v)
+    lo, hi = get_calibrator("mse")(st)
+    assert st.min <= lo < 0 < hi <= st.max
+    err = _expected_sq_error(v, lo, hi)
+    assert err < _expected_sq_error(v, *get_calibrator("minmax")(st))
+    assert err <= 1.05 * _expected_sq_error(v, *get_calibrator("percentile")(st, percentile=99.9))
+
+
+def test_mse_range_keeps_a_compact_tensor_whole():
+    st = TensorStats()
+    st.update(RNG.uniform(-1, 1, 50_000).astype(np.float32))
+    lo, hi = get_calibrator("mse")(st)
+    assert lo == pytest.approx(-1, abs=0.03) and hi == pytest.approx(1, abs=0.03)

@@ -48,6 +48,12 @@ CharsetOpt = Annotated[
     Path | None,
     typer.Option("--charset", help="PaddleOCR dict file (one char per line); overrides --model."),
 ]
+AugmentOpt = Annotated[
+    str,
+    typer.Option("--augment", help="Damage preset: default, photo (scans and phone photos: "
+                 "faint ink, resampled text, blur, noise, JPEG 20-75; what quantize calibrates "
+                 "on) or none."),
+]
 ForceOpt = Annotated[
     bool, typer.Option("--force", help="Write into a non-empty --out (other files are kept).")
 ]
@@ -69,11 +75,13 @@ def _run_synth(
     model: str,
     charset: Path | None,
     force: bool,
+    augment: str = "default",
 ) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from xcompress.data.synth import SynthConfig, generate
+    from xcompress.data.synth.augment import augment_preset
     from xcompress.data.synth.generator import SYNTH_COMMAND
     from xcompress.fsutil import prepare_output_dir
 
@@ -85,6 +93,7 @@ def _run_synth(
         seed=seed,
         lang=lang,  # type: ignore[arg-type]
         charset=_charset(model, charset),
+        augment=augment_preset(augment),
     )
     console = Console(stderr=True)
     if sys.stderr.isatty():
@@ -108,9 +117,10 @@ def synth_rec(
     model: ModelOpt = "ppocr-v4-rec",
     charset: CharsetOpt = None,
     force: ForceOpt = False,
+    augment: AugmentOpt = "default",
 ) -> None:
     """Text-line crops (24-64 px high) with labels, like a detector's crops of real text."""
-    _run_synth("rec", out, count, seed, lang, model, charset, force)
+    _run_synth("rec", out, count, seed, lang, model, charset, force, augment)
 
 
 @synth_app.command("det")
@@ -122,9 +132,10 @@ def synth_det(
     model: ModelOpt = "ppocr-v4-rec",
     charset: CharsetOpt = None,
     force: ForceOpt = False,
+    augment: AugmentOpt = "default",
 ) -> None:
     """Scenes (640x480 to 960x720) with 3-12 text lines and their 4-point boxes."""
-    _run_synth("det", out, count, seed, lang, model, charset, force)
+    _run_synth("det", out, count, seed, lang, model, charset, force, augment)
 
 
 @synth_app.command("cls")
@@ -136,9 +147,10 @@ def synth_cls(
     model: ModelOpt = "ppocr-v4-rec",
     charset: CharsetOpt = None,
     force: ForceOpt = False,
+    augment: AugmentOpt = "default",
 ) -> None:
     """Text-line crops for direction classifiers, half upside down (labels 0 / 180)."""
-    _run_synth("cls", out, count, seed, lang, model, charset, force)
+    _run_synth("cls", out, count, seed, lang, model, charset, force, augment)
 
 
 @data_app.command("check")

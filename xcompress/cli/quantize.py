@@ -60,6 +60,9 @@ def quantize_command(
     ] = None,
     force: ForceOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
+    allow_slower: Annotated[bool, typer.Option(
+        "--allow-slower", help="Write the int8 model even if it is not faster than fp32 on the "
+        "target (by default: an error, nothing written).")] = False,
     qat: Annotated[bool, typer.Option(
         "--qat", help="Quantization-aware training of the PTQ int8 graph, distilled from the "
         "float model (recognizers); resumable.")] = False,
@@ -112,7 +115,7 @@ def quantize_command(
     if method != "auto" and method not in calibrator_names():
         raise XCompressError(f"--method must be auto or one of {', '.join(calibrator_names())}")
     fields = dict(max_drop=max_drop, target=target, method=method, threads=threads, seed=seed,
-                  metric=metric)
+                  metric=metric, allow_slower=allow_slower)
     if plan:
         fields["plans"] = tuple(plan)
     config = build_config(QuantizeConfig, None, **fields)
