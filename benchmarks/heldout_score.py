@@ -20,83 +20,32 @@ from pathlib import Path
 
 import numpy as np
 
-#: bootstrap resamples of the paired difference
-RESAMPLES = 2000
-
-
-def _nospace(t: str) -> str:
-    return "".join(t.split())
-
 
 def per_sample(artifact, samples: Sequence, threads: int = 2) -> tuple[dict, np.ndarray]:
-    """The task's metrics and one row of additive counts per sample.
-
-    rec: (edits without spaces, label length without spaces, edits, label length);
-    det: (matched, ground-truth boxes, detected boxes); cls: (correct, 1)."""
-    from rapidfuzz.distance import Levenshtein
-
+    """The task's metrics and its per-sample counts (``xcompress.eval.bootstrap``)."""
     from xcompress.eval.tasks import evaluator_for
     from xcompress.runtime.ort import OrtRunner
 
-    card = artifact.card
     runner = OrtRunner(artifact.path, threads=threads)
-    if card.task == "det":  # one page at a time: its own counts (Hmean from their sums)
-        rows = []
-        for s in samples:
-            m = evaluator_for("det").evaluate(runner, card, [s], 1, lambda n: None).metrics
-            rows.append((m["matched"], m["n_gt"], m["n_det"]))
-        a = np.asarray(rows, np.float64)
-        return _det_from_counts(a.sum(0)), a
-    res = evaluator_for(card.task).evaluate(runner, card, samples, 1, lambda n: None)
-    if card.task == "cls":
-        bad = {f.image for f in res.failures}
-        from xcompress.eval.tasks import _name
-
-        a = np.asarray([(0.0 if _name(s.image, i) in bad else 1.0, 1.0)
-                        for i, s in enumerate(samples)])
-        return dict(res.metrics), a
-    got = {f.image: f.got for f in res.failures}
-    from xcompress.eval.tasks import _name
-
-    rows = []
-    for i, s in enumerate(samples):
-        pred = got.get(_name(s.image, i), s.text)
-        rows.append((Levenshtein.distance(_nospace(pred), _nospace(s.text)),
-                     max(len(_nospace(s.text)), 1), Levenshtein.distance(pred, s.text),
-                     max(len(s.text), 1)))
-    return dict(res.metrics), np.asarray(rows, np.float64)
-
-
-def _det_from_counts(c: np.ndarray) -> dict:
-    p = c[0] / c[2] if c[2] else 0.0
-    r = c[0] / c[1] if c[1] else 0.0
-    return {"precision": p, "recall": r, "hmean": 2 * p * r / (p + r) if p + r else 0.0}
+    res = evaluator_for(artifact.card.task).evaluate(runner, artifact.card, samples, 1,
+                                                     lambda n: None)
+    return dict(res.metrics), res.counts
 
 
 def metric_of(task: str, counts: np.ndarray) -> dict[str, float]:
-    """Metrics from summed per-sample counts (see :func:`per_sample`)."""
-    c = counts.sum(0)
-    if task == "rec":
-        return {"cer_nospace": c[0] / c[1], "cer": c[2] / c[3]}
-    if task == "det":
-        return _det_from_counts(c)
-    return {"accuracy": c[0] / c[1]}
+    """Metrics from per-sample counts (the same numbers as ``xcompress eval``)."""
+    from xcompress.eval.bootstrap import metrics_from_counts
+
+    m = metrics_from_counts(task, counts)
+    return {k: m[k] for k in (("cer_nospace", "cer") if task == "rec" else
+                              ("hmean",) if task == "det" else ("accuracy",))}
 
 
-def paired_ci(task: str, a: np.ndarray, b: np.ndarray, seed: int = 0
-              ) -> dict[str, tuple[float, float]]:
-    """95% interval of metric(b) - metric(a) under resampling the samples of both."""
-    rng = np.random.default_rng(seed)
-    n = len(a)
-    idx = rng.integers(0, n, size=(RESAMPLES, n))
-    sa, sb = a[idx].sum(1), b[idx].sum(1)  # (R, k)
-    out = {}
-    for key in metric_of(task, a):
-        da = np.array([metric_of(task, x[None])[key] for x in sa])
-        db = np.array([metric_of(task, x[None])[key] for x in sb])
-        lo, hi = np.percentile(db - da, [2.5, 97.5])
-        out[key] = (float(lo), float(hi))
-    return out
+def paired_ci(task: str, a: np.ndarray, b: np.ndarray) -> dict[str, tuple[float, float]]:
+    """95% interval of metric(b) - metric(a) under paired resampling of the samples."""
+    from xcompress.eval.bootstrap import paired_interval
+
+    return {k: paired_interval(task, a, b, k) for k in metric_of(task, a)}
 
 
 def score(models: Sequence[str], sets: Sequence[Path], threads: int = 2,

@@ -38,6 +38,8 @@ Advance = Callable[[int], None]
 class TaskResult:
     metrics: dict[str, float]
     failures: list[Failure]  # every sample that was not perfect, worst first
+    #: per-sample counts the metrics are sums of (``xcompress.eval.bootstrap.COUNT_COLUMNS``)
+    counts: np.ndarray | None = None
 
 
 class TaskEvaluator(ABC):
@@ -143,6 +145,7 @@ class RecEvaluator(TaskEvaluator):
     task = "rec"
 
     def evaluate(self, runner, card, samples, batch_size, advance) -> TaskResult:
+        from xcompress.eval.bootstrap import rec_counts
         from xcompress.ocr.metrics import char_errors, rec_metrics
         from xcompress.ocr.postprocess import ctc_greedy_decode
         from xcompress.ocr.preprocess import preprocess_for
@@ -175,7 +178,7 @@ class RecEvaluator(TaskEvaluator):
             if t != s.text
         ]
         failures.sort(key=lambda f: -(f.cer or 0.0))
-        return TaskResult(metrics, failures)
+        return TaskResult(metrics, failures, rec_counts(texts, labels))
 
 
 @register_evaluator
@@ -199,9 +202,10 @@ class DetEvaluator(TaskEvaluator):
             advance(1)
         gts = [list(s.boxes) for s in samples]
         metrics = det_metrics(preds, gts).as_dict()
-        failures = []
+        failures, counts = [], []
         for i, (s, p, g) in enumerate(zip(samples, preds, gts, strict=True)):
             m = det_metrics([p], [g])
+            counts.append((m.matched, m.n_gt, m.n_det))
             if m.matched < m.n_gt or m.matched < m.n_det:
                 failures.append(
                     Failure(
@@ -212,7 +216,8 @@ class DetEvaluator(TaskEvaluator):
                     )
                 )
         failures.sort(key=lambda f: f.hmean if f.hmean is not None else 1.0)
-        return TaskResult({k: float(v) for k, v in metrics.items()}, failures)
+        return TaskResult({k: float(v) for k, v in metrics.items()}, failures,
+                          np.asarray(counts, np.float64).reshape(-1, 3))
 
 
 @register_evaluator
@@ -242,4 +247,6 @@ class ClsEvaluator(TaskEvaluator):
             if g != s.label
         ]
         failures.sort(key=lambda f: -(f.score or 0.0))  # confidently wrong first
-        return TaskResult({k: float(v) for k, v in metrics.items()}, failures)
+        counts = np.asarray([(g == s.label, 1) for s, g in zip(samples, got, strict=True)],
+                            np.float64).reshape(-1, 2)
+        return TaskResult({k: float(v) for k, v in metrics.items()}, failures, counts)

@@ -29,6 +29,7 @@ sequence: data (:class:`~xcompress.quantize.inputs.QuantizeData`), opset upgrade
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections.abc import Sequence
@@ -126,8 +127,11 @@ def check_ocr_model(artifact: Artifact) -> onnx.ModelProto:
 
 
 def _check_config(cfg: QuantizeConfig) -> None:
-    """Unknown calibration methods and plans fail before any work."""
-    for spec in method_candidates(cfg):
+    """Unknown calibration methods, damage presets and plans fail before any work."""
+    from xcompress.data.synth.augment import augment_preset
+
+    augment_preset(cfg.synth_augment)  # DataError naming the presets
+    for spec in [*method_candidates(cfg), *((m.partition(":")[0],) for m in cfg.range_search)]:
         try:
             get_calibrator(spec[0])
         except KeyError as e:
@@ -200,11 +204,15 @@ def quantize(
         f"{art.path.stat().st_size / 1e6:.1f} MB)")
     with tempfile.TemporaryDirectory(prefix="xcompress-quantize.") as scratch:
         work = Path(scratch)
-        if calib_path is None:
-            calib_path = default_calibration_set(art.card, cfg.seed, work / "calib")
+        synthetic = calib_path is None
+        if synthetic:
+            calib_path = default_calibration_set(art.card, cfg.seed, work / "calib",
+                                                 cfg.synth_augment)
             log(f"calibration set: built-in synthetic {task} set ({SYNTH_COUNT[task]} samples, "
-                f"seed {cfg.seed})")
+                f"seed {cfg.seed}, {cfg.synth_augment} damage)")
         data = prepare_data(cfg, art.card, calib_path, eval_paths, log, loaded)
+        if synthetic:
+            data = dataclasses.replace(data, synthetic=True)
         upgraded = upgrade_checked(orig, cfg, data, log)
         ctx = QuantizeContext.create(cfg, art, orig, signal, data, log, work)
         timing = time_plans(ctx, upgraded.model)

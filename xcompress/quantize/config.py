@@ -22,6 +22,9 @@ class QuantizeConfig(BaseModel):
             ``auto_methods`` and keep the one whose all-int8 model loses least on the budget
             sets (ties: the one agreeing best with the float model).
         auto_methods: candidates of ``auto``, ``name`` or ``percentile:<p>``.
+        range_search: after ``auto`` picked a method, each group of tensors (by producing op
+            type) may switch to one of these if that lowers the disagreement with float;
+            empty: no search.
         percentile: upper percentile of each activation kept by ``method="percentile"``.
         per_channel: per-output-channel symmetric int8 weights (needs opset >= 13; upgraded).
         max_drop: largest allowed accuracy drop, absolute, as a fraction (0.005 = 0.5 point):
@@ -29,6 +32,9 @@ class QuantizeConfig(BaseModel):
         metric: the metric ``max_drop`` is checked on; None: the task's default
             (rec ``cer_nospace``, PaddleOCR's default; ``cer`` counts spaces too; det
             ``hmean``; cls ``accuracy``). Both CERs are reported either way.
+        synth_augment: damage preset of the built-in calibration set used when no data is
+            given (``xcompress.data.synth.augment.AUGMENT_PRESETS``): ``photo`` by default;
+            ``default`` is the generator's lighter damage (the earlier default).
         seed: seed of the calibration / hold-out split and of sub-sampling.
         threads: intra-op threads used for latency measurements (the target's thread count).
         target: target name (``xcompress.targets``); speeds are measured on it.
@@ -65,10 +71,12 @@ class QuantizeConfig(BaseModel):
         "minmax", "percentile:99.999", "percentile:99.995", "percentile:99.99",
         "percentile:99.98",
     )
+    range_search: tuple[str, ...] = ("minmax",)
     percentile: float = Field(default=99.999, gt=50.0, le=100.0)
     per_channel: bool = True
     max_drop: float = Field(default=0.005, ge=0.0, le=1.0)
     metric: str | None = None
+    synth_augment: str = "photo"
     seed: int = 0
     threads: int = Field(default=2, ge=1)
     target: str = "host"

@@ -50,6 +50,7 @@ class QuantizeData:
         select_inputs: held-out inputs (first budget set) that choose the calibration method.
         budget_sets: ``{name: samples}`` the accuracy budget is checked on.
         widths: distinct input widths of ``calib_inputs``, sorted (for the report).
+        synthetic: the calibration set is the built-in synthetic one (no user data).
     """
 
     calib: list
@@ -59,6 +60,7 @@ class QuantizeData:
     select_inputs: list[np.ndarray]
     budget_sets: dict[str, list]
     widths: list[int]
+    synthetic: bool = False
 
 
 def load_samples(path: str | Path, task: str, what: str) -> list:
@@ -83,16 +85,17 @@ def check_data_sets(calib_path: str | Path | None, eval_paths: Sequence[str | Pa
                                *((p, "eval set") for p in eval_paths)]}
 
 
-def default_calibration_set(card: ModelCard, seed: int, folder: Path) -> Path:
+def default_calibration_set(card: ModelCard, seed: int, folder: Path,
+                            augment: str = "photo") -> Path:
     """Generate the built-in calibration set: ``xcompress data synth --augment photo`` for
     the model's task (mixed Chinese/English text in the model's charset, damaged as photos and
-    scans are), seeded, so runs are reproducible."""
-    from xcompress.data.synth.augment import AugmentConfig
+    scans are; ``augment`` names another preset), seeded, so runs are reproducible."""
+    from xcompress.data.synth.augment import augment_preset
     from xcompress.data.synth.generator import SynthConfig, generate
 
     charset = tuple(card.charset) if card.charset else None
     cfg = SynthConfig(task=card.task, count=SYNTH_COUNT[card.task], seed=seed, lang="mix",
-                      charset=charset, augment=AugmentConfig.photo())
+                      charset=charset, augment=augment_preset(augment))
     generate(cfg, folder)
     return folder
 

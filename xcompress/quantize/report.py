@@ -43,12 +43,16 @@ def build_report(ctx: QuantizeContext, upgraded: Upgraded, timing: PlanTiming,
                         "percentile": cal.percentile if cal.method == "percentile" else None,
                         "candidates": cal.candidates, "samples": len(ctx.data.calib),
                         "widths": [ctx.data.widths[0], ctx.data.widths[-1]],
-                        "chosen_by": cal.rule},
+                        "tensor_groups": cal.groups, "chosen_by": cal.rule},
         "size": {"fp32_bytes": fp32_bytes, "int8_bytes": int8_bytes,
                  "ratio": int8_bytes / fp32_bytes},
         "accuracy": {k: {"metric": signal.metric, "fp32": final.fp32_metrics[k],
                          "int8": chosen.metrics[k],
-                         "drop": signal.drop(final.fp32_metrics[k], chosen.metrics[k])}
+                         "drop": signal.drop(final.fp32_metrics[k], chosen.metrics[k]),
+                         "drop_ci95": list(final.drop_ci95.get(k, ())),
+                         "n": len(ctx.data.budget_sets[k]),
+                         "data": "built-in synthetic" if ctx.data.synthetic and
+                                 k == "calib-holdout" else "given"}
                      for k in chosen.metrics},
         "latency": {"shape": list(ctx.shape), "threads": cmp.a.threads, "target": cfg.target,
                     "runtime": f"{cmp.a.runtime} {cmp.a.runtime_version}",
@@ -118,18 +122,21 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
         "## Accuracy",
         "",
-        "| set | metric | fp32 | int8 | drop (points) |",
-        "|---|---|---:|---:|---:|",
+        "| set (data, samples) | metric | fp32 | int8 | drop (points) | drop 95% CI |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for name, a in r["accuracy"].items():
         metric = a["metric"]
-        lines.append(f"| {name} | {metric} | {_pct(a['fp32'][metric])} | "
-                     f"{_pct(a['int8'][metric])} | {_pct(a['drop'])} |")
-        for extra in ("line_accuracy", "cer_nospace", "line_accuracy_nospace",
+        ci = a.get("drop_ci95") or ()
+        ci_s = f"{ci[0] * 100:+.2f}..{ci[1] * 100:+.2f}" if len(ci) == 2 else ""
+        where = f"{name} ({a.get('data', 'given')}, {a['n']})" if "n" in a else name
+        lines.append(f"| {where} | {metric} | {_pct(a['fp32'][metric])} | "
+                     f"{_pct(a['int8'][metric])} | {_pct(a['drop'])} | {ci_s} |")
+        for extra in ("line_accuracy", "cer", "cer_nospace", "line_accuracy_nospace",
                       "precision", "recall"):
             if extra in a["fp32"] and extra != metric:
-                lines.append(f"| {name} | {extra} | {_pct(a['fp32'][extra])} | "
-                             f"{_pct(a['int8'][extra])} | |")
+                lines.append(f"| {where} | {extra} | {_pct(a['fp32'][extra])} | "
+                             f"{_pct(a['int8'][extra])} | | |")
     lines += [
         "",
         "## Latency",
