@@ -415,6 +415,11 @@ def tensor_groups(model: onnx.ModelProto, tensors: Sequence[str]) -> dict[str, l
     return groups
 
 
+def _close(a: tuple[float, float], b: tuple[float, float], tol: float = 0.05) -> bool:
+    width = max(b[1] - b[0], 1e-12)
+    return abs(a[0] - b[0]) <= tol * width and abs(a[1] - b[1]) <= tol * width
+
+
 def range_search(ctx: QuantizeContext, name: str, pq: PlanQuantizer, stats, ranges: dict,
                  logits: Sequence[str], ref: Sequence[np.ndarray], dis0: float
                  ) -> tuple[dict, dict[str, str]]:
@@ -436,8 +441,8 @@ def range_search(ctx: QuantizeContext, name: str, pq: PlanQuantizer, stats, rang
     for group, tensors in tensor_groups(pq.model, [t for t in ranges if t not in logits]).items():
         for method, rng in alt.items():
             trial = {**best, **{t: rng[t] for t in tensors if t in rng}}
-            if all(trial[t] == best[t] for t in tensors):
-                continue  # this method gives the group the same ranges
+            if all(_close(trial[t], best[t]) for t in tensors):
+                continue  # within 5% of the ranges it has: not worth an evaluation
             runner = OrtRunner(pq.all_int8(trial), threads=cfg.threads)
             dis = signal.disagreement(ref, [runner.run(x) for x in select], ctx.card)
             if dis < best_dis:
