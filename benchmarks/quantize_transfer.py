@@ -26,7 +26,6 @@ import json
 import platform
 import shutil
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -62,6 +61,7 @@ def half_set(src: Path, out: Path, parity: int) -> Path:
         write_rec_labels,
     )
 
+    out = out.resolve()  # labels hold paths relative to their own folder
     if (out / "label.txt").is_file():
         return out
     ds = load_dataset(src)
@@ -89,6 +89,7 @@ def merged(parts: list[Path], out: Path) -> Path:
         write_rec_labels,
     )
 
+    out = out.resolve()
     if (out / "label.txt").is_file():
         return out
     tmp = out.with_name(out.name + ".tmp")
@@ -108,16 +109,21 @@ def merged(parts: list[Path], out: Path) -> Path:
 
 
 def quantize_run(model: str, out: Path, calib: Path | None, fields: dict) -> dict:
+    """One quantize run (an earlier run's finished output with the same config is reused,
+    so an interrupted benchmark resumes)."""
     from xcompress.errors import XCompressError
     from xcompress.quantize import QuantizeConfig, quantize
 
-    t = time.perf_counter()
-    try:
-        res = quantize(model, calib, out, QuantizeConfig(**fields), progress=True, force=True)
-    except XCompressError as e:
-        return {"error": str(e), "time_s": time.perf_counter() - t}
-    r = res.report
-    return {"path": str(res.out_dir), "time_s": time.perf_counter() - t,
+    cfg = QuantizeConfig(**fields)
+    done = out / "report.json"
+    if done.is_file() and QuantizeConfig(**json.loads(done.read_text())["config"]) == cfg:
+        r = json.loads(done.read_text())
+    else:
+        try:
+            r = quantize(model, calib, out, cfg, progress=True, force=True).report
+        except XCompressError as e:
+            return {"error": str(e)}
+    return {"path": str(out), "time_s": r["time_s"],
             "plan": r["plan"]["name"], "float_layers": len(r["layers"]["kept_float"]),
             "method": r["calibration"]["method"], "percentile": r["calibration"]["percentile"],
             "tensor_groups": r["calibration"].get("tensor_groups", {}),
@@ -188,8 +194,7 @@ def markdown(results: dict) -> str:
         lines += [vhead, "|---" * 9 + "|"]
         for label, v in e["variants"].items():
             if "error" in v:
-                lines.append(f"| {label} | error: {v['error'][:160]} | | | | | | | "
-                             f"{v['time_s']:.0f} |")
+                lines.append(f"| {label} | error: {v['error'][:200]} | | | | | | | |")
                 continue
             meth = v["method"] + (f" {v['percentile']:g}" if v.get("percentile") else "")
             if v.get("tensor_groups"):

@@ -190,3 +190,30 @@ def test_cli_reports_user_errors_in_one_line(tiny, tmp_path, capsys):
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert "no samples" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_report_gives_the_budget_data_its_size_and_interval(tiny, tmp_path):
+    from xcompress.quantize import quantize
+
+    art, calib = tiny
+    res = quantize(art, calib, tmp_path / "out", QuantizeConfig(max_drop=1.0, **FAST),
+                   progress=False)
+    acc = res.report["accuracy"]["calib-holdout"]
+    lo, hi = acc["drop_ci95"]
+    assert acc["data"] == "given" and acc["n"] >= 1 and lo <= hi
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert f"calib-holdout (given, {acc['n']})" in md and "drop 95% CI" in md
+    # a given calibration set: no warning about synthetic data
+    assert not any("synthetic" in w for w in res.report["warnings"])
+
+
+def test_tensor_groups_follow_the_producing_op():
+    from xcompress.quantize.stages import tensor_groups
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Conv", ["r", "w"], ["c2"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                     [1])], [], [])
+    m = helper.make_model(g)
+    assert tensor_groups(m, ["x", "c", "r", "c2"]) == {"input": ["x"], "Conv": ["c", "c2"],
+                                                        "Relu": ["r"]}
