@@ -59,8 +59,6 @@ class QuantizeConfig(BaseModel):
         det_size: detectors are timed at 1x3x``det_size``x``det_size`` (pages themselves
             are resized as the card says, 960 px long side for PP-OCR).
         rec_width: width of the recognizer input used for timing (height from the card).
-        bias_correction: after calibration, subtract from each conv's bias the mean shift
-            its int8 version adds to each output channel (:mod:`xcompress.quantize.bias`).
         allow_slower: write the int8 model even when it is not faster than float on the
             target (by default that is a BudgetError and nothing is written).
     """
@@ -94,5 +92,4 @@ class QuantizeConfig(BaseModel):
     latency_runs: int = Field(default=20, ge=3)
     det_size: int = Field(default=960, ge=32)
     rec_width: int = Field(default=320, ge=16)
-    bias_correction: bool = False
     allow_slower: bool = False

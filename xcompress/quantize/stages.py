@@ -553,22 +553,6 @@ class PlanSearch:
     attempts: list[dict[str, Any]]
 
 
-def _bias_corrected(ctx: QuantizeContext, name: str, pq: PlanQuantizer, ranges: dict
-                    ) -> PlanQuantizer:
-    """``pq`` over a float model whose conv biases cancel the int8 model's mean shift
-    (:mod:`xcompress.quantize.bias`), measured on the sensitivity probes."""
-    import dataclasses
-
-    from xcompress.quantize.bias import bias_correct
-
-    t0 = time.perf_counter()
-    fixed, n = bias_correct(
-        pq.model, lambda m: dataclasses.replace(pq, model=m).all_int8(ranges),
-        ctx.data.probe_inputs, ctx.cfg.threads)
-    ctx.log(f"{name}: bias correction of {n} convs ({time.perf_counter() - t0:.1f}s)")
-    return dataclasses.replace(pq, model=fixed)
-
-
 def _try_plan(ctx: QuantizeContext, rp: RewrittenPlan, attempts: list[dict[str, Any]]
               ) -> PlanResult | None:
     """Calibrate, fall back and verify one plan; None (and a record) when it misses."""
@@ -582,8 +566,6 @@ def _try_plan(ctx: QuantizeContext, rp: RewrittenPlan, attempts: list[dict[str, 
                        cfg.float_weights)
     fp_metrics = ctx.metrics_of(rp.model)
     calibration = choose_calibration(ctx, name, pq, stats, fp_metrics)
-    if cfg.bias_correction:
-        pq = _bias_corrected(ctx, name, pq, calibration.ranges)
     q_full = pq.qdq(calibration.ranges)
     fb = float_fallback(ctx, name, pq, q_full, fp_metrics)
     res = fb.result
