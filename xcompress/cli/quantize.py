@@ -48,7 +48,7 @@ def quantize_command(
     target: TargetOpt = "host",
     method: Annotated[
         str, typer.Option("--method", help="Calibration: auto (pick by agreement with float), "
-                          "minmax, percentile or entropy.")
+                          "minmax, percentile, entropy or mse.")
     ] = "auto",
     threads: Annotated[int, typer.Option("--threads", min=1, help="Threads for timing.")] = 2,
     seed: Annotated[int, typer.Option("--seed", help="Seed of data splits and sampling.")] = 0,
