@@ -61,6 +61,7 @@ from xcompress.quantize.stages import (
     QuantizeContext,
     measure_final,
     method_candidates,
+    method_spec,
     search_plans,
     time_plans,
     upgrade_checked,
@@ -131,7 +132,7 @@ def _check_config(cfg: QuantizeConfig) -> None:
     from xcompress.data.synth.augment import augment_preset
 
     augment_preset(cfg.synth_augment)  # DataError naming the presets
-    for spec in [*method_candidates(cfg), *((m.partition(":")[0],) for m in cfg.range_search)]:
+    for spec in [*method_candidates(cfg), *(method_spec(m, cfg) for m in cfg.range_search)]:
         try:
             get_calibrator(spec[0])
         except KeyError as e:

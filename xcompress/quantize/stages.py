@@ -331,12 +331,17 @@ class CalibrationChoice:
     groups: dict[str, str] = field(default_factory=dict)
 
 
+def method_spec(spec: str, cfg: QuantizeConfig) -> tuple[str, float]:
+    """``name`` or ``percentile:<p>`` as ``(method, percentile)`` (default: cfg's)."""
+    m, _, p = spec.partition(":")
+    return m, float(p or cfg.percentile)
+
+
 def method_candidates(cfg: QuantizeConfig) -> list[tuple[str, float]]:
     """``(method, percentile)`` pairs to try: the configured one, or all of ``auto``'s."""
     if cfg.method != "auto":
         return [(cfg.method, cfg.percentile)]
-    return [(m, float(p or cfg.percentile)) for m, _, p in
-            (c.partition(":") for c in cfg.auto_methods)]
+    return [method_spec(c, cfg) for c in cfg.auto_methods]
 
 
 def ranges_for(stats, method: str, pct: float, logits: Sequence[str]) -> dict:
@@ -436,9 +441,7 @@ def range_search(ctx: QuantizeContext, name: str, pq: PlanQuantizer, stats, rang
     evaluations; per tensor it would be hundreds.
     """
     cfg, select, signal = ctx.cfg, ctx.data.select_inputs, ctx.signal
-    alt = {m: ranges_for(stats, *(m.partition(":")[0], float(m.partition(":")[2] or
-                                                            cfg.percentile)), logits)
-           for m in cfg.range_search}
+    alt = {m: ranges_for(stats, *method_spec(m, cfg), logits) for m in cfg.range_search}
     best, best_dis, chosen = dict(ranges), dis0, {}
     for group, tensors in tensor_groups(pq.model, [t for t in ranges if t not in logits]).items():
         for method, rng in alt.items():
