@@ -218,7 +218,7 @@ def quantize(
         ctx = QuantizeContext.create(cfg, art, orig, signal, data, log, work)
         timing = time_plans(ctx, upgraded.model)
         search = search_plans(ctx, timing)
-        final = measure_final(ctx, search.chosen.model)
+        final = measure_final(ctx, search.chosen)
         parent_sha = sha256_file(art.path)
         report = build_report(ctx, upgraded, timing, search, final, parent_sha)
         new_card = _derive_card(ctx, search.chosen, parent_sha, final.path)

@@ -9,7 +9,7 @@ the report :mod:`xcompress.quantize.report`)::
     timing   = time_plans(ctx, upgraded.model)        # PlanTiming: rewritten plans, speed, order
     search   = search_plans(ctx, timing)              # PlanSearch: per plan CalibrationChoice
                                                       #   + FloatFallback; first within budget
-    final    = measure_final(ctx, search.chosen.model)  # FinalMeasurement: latency, fp32 metrics
+    final    = measure_final(ctx, search.chosen)        # FinalMeasurement: latency, fp32, CI
 
 A stage never writes outside the scratch folder (``ctx.work``); only ``quantize`` publishes
 ``out_dir``, in one rename, after every stage has succeeded.
@@ -188,8 +188,11 @@ class QuantizeContext:
     def drop_of(self, model: onnx.ModelProto, fp_metrics: Metrics) -> tuple[float, Metrics]:
         """The largest budget-metric drop of ``model`` over the budget sets, and its metrics."""
         got = self.metrics_of(model)
-        drops = {k: self.signal.drop(fp_metrics[k], got[k]) for k in got}
-        return max(drops.values()), got
+        return self.largest_drop(got, fp_metrics), got
+
+    def largest_drop(self, got: Metrics, fp_metrics: Metrics) -> float:
+        """The largest budget-metric drop of metrics ``got`` against ``fp_metrics``."""
+        return max(self.signal.drop(fp_metrics[k], got[k]) for k in got)
 
     def compare(self, model_path: Path, warmup: int, runs: int) -> Any:
         """Float against ``model_path``, timed alternately on the target."""
@@ -548,6 +551,8 @@ class PlanResult:
     metrics: Metrics  # the final int8 model on the budget sets
     calibration: CalibrationChoice
     fallback: FloatFallback
+    #: the final int8 model's evaluation results (with per-sample counts) per budget set
+    results: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -586,14 +591,16 @@ def _try_plan(ctx: QuantizeContext, rp: RewrittenPlan, attempts: list[dict[str, 
     # activations stay int8 (measured: same drop as all-int8 on PP-OCRv4 rec).
     post_counts: dict[str, int] = {}
     final = _postprocess(pq.with_float(q_full, res.float_layers), ctx.orig, post_counts)
-    drop, final_metrics = ctx.drop_of(final, fp_metrics)
+    final_results = ctx.results_of(final)  # kept: measure_final's interval reuses the counts
+    final_metrics = {k: r.metrics for k, r in final_results.items()}
+    drop = ctx.largest_drop(final_metrics, fp_metrics)
     ctx.log(f"{name}: final model {len(res.float_layers)} float layers, drop "
             f"{drop * 100:.2f} pt")
     if drop > cfg.max_drop:
         attempts[-1]["met"] = False
         return None
     return PlanResult(rp, final, {**rp.counts, **post_counts}, fp_metrics, final_metrics,
-                      calibration, fb)
+                      calibration, fb, final_results)
 
 
 def search_plans(ctx: QuantizeContext, timing: PlanTiming) -> PlanSearch:
@@ -631,13 +638,14 @@ class FinalMeasurement:
     drop_ci95: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
-def measure_final(ctx: QuantizeContext, final: onnx.ModelProto) -> FinalMeasurement:
-    """Time int8 against float alternately (``latency_runs``); evaluate the original.
+def measure_final(ctx: QuantizeContext, chosen: PlanResult) -> FinalMeasurement:
+    """Time the chosen int8 model against float alternately (``latency_runs``); evaluate the
+    original and bound the drop (the int8 model's results come from the plan search).
 
     Raises:
         BudgetError: int8 is not faster than float on the target (unless ``allow_slower``).
     """
-    cfg = ctx.cfg
+    cfg, final = ctx.cfg, chosen.model
     final_path = ctx.work / MODEL_FILE
     onnx.save(final, final_path)
     cmp = ctx.compare(final_path, warmup=3, runs=cfg.latency_runs)
@@ -657,8 +665,7 @@ def measure_final(ctx: QuantizeContext, final: onnx.ModelProto) -> FinalMeasurem
                         f"({cmp.ratio:.2f}x); written because of --allow-slower")
         ctx.log(f"warning: {warnings[-1]}")
     fp32_res = ctx.results_of(ctx.orig)
-    int8_res = ctx.results_of(final)
-    intervals = budget_intervals(ctx, fp32_res, int8_res)
+    intervals = budget_intervals(ctx, fp32_res, chosen.results)
     if ctx.data.synthetic:
         warnings.append(
             "the budget was checked on the built-in synthetic set only ("
