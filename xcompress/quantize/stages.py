@@ -9,7 +9,7 @@ the report :mod:`xcompress.quantize.report`)::
     timing   = time_plans(ctx, upgraded.model)        # PlanTiming: rewritten plans, speed, order
     search   = search_plans(ctx, timing)              # PlanSearch: per plan CalibrationChoice
                                                       #   + FloatFallback; first within budget
-    final    = measure_final(ctx, search.chosen)        # FinalMeasurement: latency, fp32, CI
+    final    = measure_final(ctx, search.chosen)      # FinalMeasurement: latency, fp32, CI
 
 A stage never writes outside the scratch folder (``ctx.work``); only ``quantize`` publishes
 ``out_dir``, in one rename, after every stage has succeeded.
