@@ -51,8 +51,9 @@ def held_out_sets(root: Path, charset: set[str]) -> dict[str, Path]:
     return sets
 
 
-def half_set(src: Path, out: Path, parity: int) -> Path:
-    """The even (0) or odd (1) samples of ``src`` as a set of its own (images copied)."""
+def copy_set(parts: list[tuple[Path, slice]], out: Path) -> Path:
+    """One set holding the ``slice`` of each part's samples (images copied, names prefixed
+    by part), written once: into a temporary folder, then renamed."""
     from xcompress.data import (
         DetSample,
         RecSample,
@@ -64,48 +65,25 @@ def half_set(src: Path, out: Path, parity: int) -> Path:
     out = out.resolve()  # labels hold paths relative to their own folder
     if (out / "label.txt").is_file():
         return out
-    ds = load_dataset(src)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    picked = list(ds.samples)[parity::2]
-    moved = []
-    for s in picked:
-        dst = tmp / Path(s.image).name
-        shutil.copyfile(s.image, dst)
-        moved.append(RecSample(dst, s.text) if ds.task == "rec" else DetSample(dst, s.boxes))
-    (write_rec_labels if ds.task == "rec" else write_det_labels)(tmp / "label.txt", moved)
-    tmp.rename(out)
-    return out
-
-
-def merged(parts: list[Path], out: Path) -> Path:
-    """One set holding the samples of ``parts`` (images copied, names prefixed)."""
-    from xcompress.data import (
-        DetSample,
-        RecSample,
-        load_dataset,
-        write_det_labels,
-        write_rec_labels,
-    )
-
-    out = out.resolve()
-    if (out / "label.txt").is_file():
-        return out
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     moved, task = [], None
-    for i, p in enumerate(parts):
-        ds = load_dataset(p)
+    for i, (src, part) in enumerate(parts):
+        ds = load_dataset(src)
         task = ds.task
-        for s in ds.samples:
+        for s in list(ds.samples)[part]:
             dst = tmp / f"{i}-{Path(s.image).name}"
             shutil.copyfile(s.image, dst)
             moved.append(RecSample(dst, s.text) if task == "rec" else DetSample(dst, s.boxes))
     (write_rec_labels if task == "rec" else write_det_labels)(tmp / "label.txt", moved)
     tmp.rename(out)
     return out
+
+
+def half_set(src: Path, out: Path, parity: int) -> Path:
+    """The even (0) or odd (1) samples of ``src`` as a set of its own."""
+    return copy_set([(src, slice(parity, None, 2))], out)
 
 
 def quantize_run(model: str, out: Path, calib: Path | None, fields: dict) -> dict:
@@ -161,7 +139,8 @@ def run(out: Path, models: list[str], ablate: list[str]) -> dict:
                 variants[label] = quantize_run(name, mdir / label.replace(", ", "-").replace(
                     " ", "_"), None, fields)
         if even:
-            own = merged(even, out / "halves" / f"own-{task}-{name}")
+            own = copy_set([(e, slice(None)) for e in even],
+                           out / "halves" / f"own-{task}-{name}")
             variants["own-data"] = quantize_run(name, mdir / "own-data", own, {})
         entry = {"task": task, "variants": variants, "scores": {}}
         for label, v in variants.items():
