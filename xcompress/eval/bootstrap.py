@@ -28,6 +28,7 @@ COUNT_COLUMNS = {
     "cls": ("correct", "n"),
 }
 RESAMPLES = 2000
+_CHUNK = 100  # resamples drawn at a time (RESAMPLES is a multiple of it)
 
 
 def rec_counts(preds: Sequence[str], labels: Sequence[str]) -> np.ndarray:
@@ -68,9 +69,15 @@ def paired_interval(task: str, a: np.ndarray, b: np.ndarray, metric: str,
         raise ValueError(f"paired counts need the same samples ({len(a)} vs {len(b)})")
     if len(a) == 0:
         return 0.0, 0.0
-    idx = np.random.default_rng(seed).integers(0, len(a), size=(RESAMPLES, len(a)))
-    da = metrics_from_counts(task, a[idx])[metric]
-    db = metrics_from_counts(task, b[idx])[metric]
+    rng = np.random.default_rng(seed)
+    sums_a, sums_b = [], []
+    for _ in range(0, RESAMPLES, _CHUNK):  # bounded memory on large sets: (chunk, n, k)
+        idx = rng.integers(0, len(a), size=(_CHUNK, len(a)))
+        sums_a.append(a[idx].sum(1))
+        sums_b.append(b[idx].sum(1))
+    # one summed row per resample: metrics_from_counts sums axis -2 (a single row)
+    da = metrics_from_counts(task, np.concatenate(sums_a)[:, None, :])[metric]
+    db = metrics_from_counts(task, np.concatenate(sums_b)[:, None, :])[metric]
     tail = (1 - level) / 2 * 100
     lo, hi = np.percentile(db - da, [tail, 100 - tail])
     return float(lo), float(hi)
