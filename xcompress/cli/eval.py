@@ -37,8 +37,18 @@ def _check_ranges(**values: int | None) -> None:
 
 
 def eval_command(
-    model: Annotated[str, typer.Argument(help="Zoo name, model folder, or model file.")],
     data: Annotated[Path, typer.Option("--data", help="Folder with a PaddleOCR label.txt.")],
+    model: Annotated[
+        str | None, typer.Argument(help="Zoo name, model folder, or model file.")
+    ] = None,
+    system: Annotated[
+        str | None,
+        typer.Option(
+            "--system",
+            help="DET,CLS,REC (or DET,REC): score the whole OCR pipeline end to end on "
+            "detection pages with transcriptions, instead of one MODEL.",
+        ),
+    ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the full report as JSON here.")
     ] = None,
@@ -58,14 +68,22 @@ def eval_command(
         ),
     ] = False,
 ) -> None:
-    """Evaluate MODEL on --data: line accuracy / CER (rec), P/R/Hmean (det), accuracy (cls).
+    """Evaluate MODEL on --data: line accuracy / CER (rec), P/R/Hmean (det), accuracy (cls);
+    or a whole system end to end (--system).
 
-    Example: xcompress eval ppocr-v4-rec --data data/rec_val --json eval.json --failures 5
+    Examples: xcompress eval ppocr-v4-rec --data data/rec_val --json eval.json --failures 5;
+    xcompress eval --system ppocr-v4-det,ppocr-v4-cls,ppocr-v4-rec --data data/pages
     """
     from rich.console import Console
 
+    from xcompress.errors import XCompressError
     from xcompress.eval import evaluate
 
+    if (model is None) == (system is None):
+        raise XCompressError("give a MODEL, or --system DET,CLS,REC for end-to-end scoring")
+    if system is not None:
+        _eval_system(system, data, json_out, threads, limit, failures)
+        return
     config = _config(task, threads, batch_size, failures, limit, skip_bad, json_out)
     target: str | object = model
     if charset is not None:
@@ -84,6 +102,63 @@ def eval_command(
     if json_out is not None:
         report.save(json_out)
         console.print(f"report written to {json_out}")
+
+
+def _eval_system(system: str, data: Path, json_out: Path | None, threads: int | None,
+                 limit: int | None, failures: int) -> None:
+    """``--system``: the pipeline on every page, scored end to end, and its latency."""
+    from rich.console import Console
+
+    from xcompress.errors import XCompressError
+    from xcompress.eval.system import SystemEvalConfig, evaluate_system
+    from xcompress.fsutil import prepare_output_file
+
+    parts = [p.strip() for p in system.split(",")]
+    if len(parts) not in (2, 3) or not all(parts):
+        raise XCompressError(f"--system takes DET,CLS,REC or DET,REC, got {system!r}")
+    _check_ranges(threads=threads, limit=limit, failures=failures)
+    if json_out is not None:
+        prepare_output_file(json_out, "--json")
+    det, cls, rec = (parts[0], None, parts[1]) if len(parts) == 2 else parts
+    report = evaluate_system(det, cls, rec, data, SystemEvalConfig(
+        threads=threads, limit=limit, failures=max(failures, 10)))
+    console = Console()
+    console.print(_system_table(report))
+    if failures:
+        for f in report.failures[:failures]:
+            console.print(f"{Path(f.image).name}: e2e Hmean {f.e2e_hmean:.3f}, {f.hits} of "
+                          f"{f.n_gt} lines read exactly; missed {f.missed[:5]}", soft_wrap=True)
+    if json_out is not None:
+        report.save(json_out)
+        console.print(f"report written to {json_out}")
+
+
+def _system_table(report) -> Table:
+    from rich.table import Table
+
+    m = report.metrics
+    table = Table(title=f"system on {report.data['path']}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for k in ("e2e_hmean", "e2e_precision", "e2e_recall", "e2e_hmean_asis",
+              "matched_cer_nospace", "matched_cer", "det_hmean"):
+        table.add_row(k, f"{m[k]:.4f}")
+    table.add_row("page ms (mean / median / p90)",
+                  f"{m['page_ms_mean']:.1f} / {m['page_ms_median']:.1f} / {m['page_ms_p90']:.1f}")
+    table.add_row("ms per member",
+                  ", ".join(f"{r} {m[f'{r}_ms_mean']:.1f}" for r in ("det", "cls", "rec")
+                            if f"{r}_ms_mean" in m))
+    table.add_section()
+    table.add_row("pages", f"{report.data['pages']} ({report.data['lines']} lines)")
+    for mem in report.members:
+        table.add_row(mem.role, f"{mem.path} ({mem.size_bytes / 1e6:.2f} MB, {mem.runtime} "
+                      f"{mem.runtime_version})")
+    s = report.settings
+    table.add_row("settings", f"threads {s['threads'] or 'default'}, drop_score "
+                  f"{s['drop_score']}, cls_thresh {s['cls_thresh']}, IoU {s['iou']}")
+    table.add_row("machine", f"{s['cpu']}, {s['cores']} cores")
+    table.add_row("time", f"{s['seconds']:.1f} s")
+    return table
 
 
 def _config(

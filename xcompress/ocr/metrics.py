@@ -198,3 +198,110 @@ def cls_metrics(preds: Sequence[str], labels: Sequence[str]) -> ClsMetrics:
     n = len(labels)
     correct = sum(str(p) == str(t) for p, t in zip(preds, labels, strict=True))
     return ClsMetrics(n, correct / n if n else 0.0)
+
+
+# --- end to end ------------------------------------------------------------------------------
+
+
+def half_width(text: str) -> str:
+    """Full-width forms to half-width (PaddleOCR's ``strQ2B``): U+3000 to a space and
+    U+FF01..U+FF5E to ASCII, so ``（１）`` and ``(1)`` count as the same text."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if code == 0x3000:
+            code = 0x20
+        elif 0xFF01 <= code <= 0xFF5E:
+            code -= 0xFEE0
+        out.append(chr(code))
+    return "".join(out)
+
+
+#: per-page counts of :func:`e2e_page` (the e2e metrics are ratios of their sums)
+E2E_COLUMNS = ("hit_nospace", "hit", "n_dt", "n_gt", "edits_nospace", "chars_nospace",
+               "edits", "chars")
+
+
+def e2e_page(preds: Sequence[tuple[Sequence, str]], gts: Sequence, iou: float = 0.5
+             ) -> np.ndarray:
+    """End-to-end counts of one page, as PaddleOCR's ``tools/end2end/eval_end2end.py``.
+
+    Every (prediction, ground truth) pair with polygon IoU >= ``iou`` is a candidate; pairs
+    are taken one to one, highest IoU first. A matched pair is a hit when its texts are
+    equal — ignoring spaces after full-width forms are made half-width (PaddleOCR's
+    default), and as-is (``hit``). Don't-care ground truths (``###`` / ``ignore``) are left
+    out, with the prediction matched to one of them (PaddleOCR has no don't-care regions
+    in its end-to-end labels; this keeps such regions from counting either way).
+
+    Args:
+        preds: (quadrilateral, text) per line the system read.
+        gts: ground truths (``TextBox``-like or dicts, as :func:`det_metrics`).
+
+    Returns:
+        :data:`E2E_COLUMNS` counts; edits / chars are summed over matched pairs only (the
+        CER of the lines both found and read).
+    """
+    gt_items = []
+    for g in gts:
+        pts, ign = _gt_fields(g)
+        text = g["transcription"] if isinstance(g, dict) else getattr(g, "text", "")
+        poly = _polygon(pts)
+        gt_items.append((poly if poly.is_valid else poly.buffer(0), text, ign))
+    dt_items = []
+    for box, text in preds:
+        poly = _polygon(box)
+        dt_items.append((poly if poly.is_valid else poly.buffer(0), text))
+    pairs = []
+    for i, (g, _, _) in enumerate(gt_items):
+        for j, (d, _) in enumerate(dt_items):
+            inter = g.intersection(d).area
+            union = g.area + d.area - inter
+            if union > 0 and inter / union >= iou:
+                pairs.append((inter / union, i, j))
+    pairs.sort(key=lambda p: -p[0])
+    gt_used = [False] * len(gt_items)
+    dt_used = [False] * len(dt_items)
+    dt_dropped = [False] * len(dt_items)
+    c = dict.fromkeys(E2E_COLUMNS, 0)
+    for _, i, j in pairs:
+        if gt_used[i] or dt_used[j]:
+            continue
+        gt_used[i] = dt_used[j] = True
+        _, gt_text, ign = gt_items[i]
+        if ign:
+            dt_dropped[j] = True
+            continue
+        dt_text = dt_items[j][1]
+        g_ns, d_ns = half_width(gt_text).replace(" ", ""), half_width(dt_text).replace(" ", "")
+        c["hit_nospace"] += g_ns == d_ns
+        c["hit"] += gt_text == dt_text
+        c["edits_nospace"] += Levenshtein.distance(d_ns, g_ns)
+        c["chars_nospace"] += len(g_ns)
+        c["edits"] += Levenshtein.distance(dt_text, gt_text)
+        c["chars"] += len(gt_text)
+    c["n_dt"] = sum(not d for d in dt_dropped)
+    c["n_gt"] = sum(not ign for _, _, ign in gt_items)
+    return np.asarray([c[k] for k in E2E_COLUMNS], np.float64)
+
+
+def e2e_metrics(counts: np.ndarray) -> dict[str, float]:
+    """End-to-end precision / recall / Hmean (``e2e_*``, ignoring spaces; ``*_asis``
+    as-is) and the CER of matched lines, from :func:`e2e_page` rows (summed over pages)."""
+    c = dict(zip(E2E_COLUMNS, np.asarray(counts, np.float64).reshape(-1, len(E2E_COLUMNS))
+                 .sum(0), strict=True))
+
+    def prh(hit: float) -> tuple[float, float, float]:
+        p = hit / c["n_dt"] if c["n_dt"] else 0.0
+        r = hit / c["n_gt"] if c["n_gt"] else 0.0
+        return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+    p, r, h = prh(c["hit_nospace"])
+    pa, ra, ha = prh(c["hit"])
+    return {
+        "e2e_precision": p, "e2e_recall": r, "e2e_hmean": h,
+        "e2e_precision_asis": pa, "e2e_recall_asis": ra, "e2e_hmean_asis": ha,
+        "matched_cer_nospace": c["edits_nospace"] / c["chars_nospace"] if c["chars_nospace"]
+        else 0.0,
+        "matched_cer": c["edits"] / c["chars"] if c["chars"] else 0.0,
+        "n_gt": c["n_gt"], "n_dt": c["n_dt"],
+    }
