@@ -138,6 +138,72 @@ class TestTrainStep(StepContract):
                                                   "history.jsonl"}
 
 
+@pytest.fixture(scope="module")
+def prune_parent(tmp_path_factory) -> Artifact:
+    """The tiny CRNN of the prune tests (BN statistics set) and its search space."""
+    from test_prune import TINY_SPACE, parent
+
+    folder = tmp_path_factory.mktemp("prune-parent")
+    (folder / "tiny.yaml").write_text(TINY_SPACE, encoding="utf-8")
+    return resolve_model(parent.__wrapped__(tmp_path_factory))
+
+
+SMALL_TRAIN = {"batch_size": 4, "val_count": 6, "threads": 1, "shape": [1, 3, 32, 128]}
+
+
+def _tiny_space(parent: Artifact) -> str:
+    return str(next(parent.path.parents[1].glob("prune-parent*/tiny.yaml")))
+
+
+class TestPruneStep(StepContract):
+    step_name = "prune"
+    bad_configs = ({"target_macs": 2}, {"importance": 3}, {"model": "x"}, {"data": ["synth"]})
+
+    @pytest.fixture
+    def parent(self, prune_parent):
+        return prune_parent
+
+    @pytest.fixture
+    def config(self, parent):
+        return {"target_macs": 0.6, "steps": 2, "space": _tiny_space(parent), **SMALL_TRAIN}
+
+    @pytest.fixture
+    def failing(self, parent, tmp_path):
+        return parent, {"keep_charset": str(tmp_path / "no-such-charset.txt")}, {}
+
+    def test_pruned_below_the_target(self, ran, parent):
+        import json as _json
+
+        art, out = ran
+        rep = _json.loads((out / "prune_report.json").read_text())
+        assert rep["output"]["macs"] <= 0.6 * rep["input"]["macs"]
+        assert art.card.format == "onnx" and art.path.name == "model.onnx"
+
+
+class TestSearchStep(StepContract):
+    step_name = "search"
+    bad_configs = ({"trials": 0}, {"sampler": "grid"}, {"out": "x"})
+
+    @pytest.fixture
+    def parent(self, prune_parent):
+        return prune_parent
+
+    @pytest.fixture
+    def config(self, parent):
+        return {"trials": 2, "finetune_steps": 1, "final_steps": 1, "runs": 3,
+                "space": _tiny_space(parent), **SMALL_TRAIN}
+
+    @pytest.fixture
+    def failing(self, parent, tmp_path):
+        return parent, {"max_macs": 1, "trials": 1, "space": _tiny_space(parent),
+                        **SMALL_TRAIN}, {}
+
+    def test_continues_from_the_best_candidate(self, ran):
+        art, out = ran
+        assert art.path.parent.name == "best" and art.card.name.endswith("-search")
+        assert (out / "study.db").is_file()
+
+
 # --- measures --------------------------------------------------------------------------------
 
 

@@ -124,6 +124,13 @@ def check_contract(art: Artifact) -> None:
                         len(labels) if labels else None)
 
 
+def model_sha(spec: str | Path | Artifact) -> str:
+    """sha256 of the model file ``spec`` resolves to (a derived card's ``parent``)."""
+    from xcompress.fsutil import sha256_file
+
+    return sha256_file(resolve_model(spec).path)
+
+
 def resolve_model(
     spec: str | Path | Artifact,
     task: Task | None = None,

@@ -1,4 +1,4 @@
-"""The built-in artifact steps: ``quantize``, ``export`` and ``train``.
+"""The built-in artifact steps: ``quantize``, ``export``, ``train``, ``prune`` and ``search``.
 
 Each calls the same library function as its command (``xcompress quantize`` / ``export`` /
 ``train``), so a recipe step and the command give the same artifact for the same config.
@@ -14,6 +14,11 @@ Example recipe steps::
     - step: train                  # fine-tune the parent, distilled from it
       data: {train: lines, val: eval}
       config: {steps: 2000, batch_size: 32}
+    - step: prune                  # channels to 60 % of the MACs, distilled from the parent
+      data: {train: lines, val: eval}
+      config: {target_macs: 0.6, steps: 400}
+    - step: search                 # the most accurate subnet under a latency budget
+      config: {max_latency_ratio: 0.6, trials: 12}
 """
 
 from __future__ import annotations
@@ -134,17 +139,28 @@ class DistillWeights(BaseModel):
     map_weight: float = 1.0
 
 
+def _fields(source: type[BaseModel], names: tuple[str, ...] | None = None,
+            leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``source``'s fields (``names``, or all but ``leave_out``) with their types, defaults
+    and checks, for a recipe step's config built from a command's (one source of truth)."""
+    keep = names or tuple(k for k in source.model_fields if k not in leave_out)
+    return {k: (source.model_fields[k].annotation, source.model_fields[k]) for k in keep}
+
+
+def _step_config(name: str, doc: str, **fields: Any) -> type[BaseModel]:
+    return create_model(  # type: ignore[call-overload]
+        name, __config__=ConfigDict(frozen=True, extra="forbid"), __doc__=doc, **fields)
+
+
 def _train_step_config() -> type[BaseModel]:
-    """TrainStepConfig: the :data:`TRAIN_FIELDS` of TrainConfig, with its types, defaults and
-    checks (one source of truth), plus ``distill`` (None: plain fine-tuning)."""
+    """TrainStepConfig: the :data:`TRAIN_FIELDS` of TrainConfig, plus ``distill`` (None:
+    plain fine-tuning)."""
     from xcompress.train.loop import TrainConfig
 
-    fields: dict[str, Any] = {k: (TrainConfig.model_fields[k].annotation,
-                                  TrainConfig.model_fields[k]) for k in TRAIN_FIELDS}
-    return create_model(  # type: ignore[call-overload]
-        "TrainStepConfig", __config__=ConfigDict(frozen=True, extra="forbid"),
-        __doc__="Settings of the recipe step ``train`` (see TrainConfig).",
-        distill=(DistillWeights | None, Field(default_factory=DistillWeights)), **fields)
+    return _step_config(
+        "TrainStepConfig", "Settings of the recipe step ``train`` (see TrainConfig).",
+        distill=(DistillWeights | None, Field(default_factory=DistillWeights)),
+        **_fields(TrainConfig, TRAIN_FIELDS))
 
 
 @register_step
@@ -204,3 +220,91 @@ def _publish_checkpoint(work: Path, out_dir: Path, parent: Artifact, parent_sha:
         card.save(tmp)
     shutil.rmtree(work, ignore_errors=True)
     return resolve_model(out_dir)
+
+
+# --- prune and search ------------------------------------------------------------------------
+
+#: fields of the commands' configs a recipe does not set: the model is the parent, the data
+#: come from the step's roles and the output folder is the step's
+_FROM_RECIPE = ("model", "out", "data", "val")
+
+
+def _sources(data: Mapping[str, Path]) -> dict[str, list[str]]:
+    """The step's ``train`` / ``val`` data sets as the commands' ``data`` / ``val`` lists
+    (default: synthetic data, as the commands)."""
+    return {"data": [str(data["train"])] if "train" in data else ["synth"],
+            "val": [str(data["val"])] if "val" in data else ["synth"]}
+
+
+@register_step
+class PruneStep(Step):
+    """Structured pruning / charset slimming, distilled from the parent
+    (:func:`xcompress.prune.runner.run_prune`, the same as ``xcompress prune``). A run
+    interrupted mid-way resumes from its work folder."""
+
+    name = "prune"
+    optional_roles = ("train", "val")
+    _config: type[BaseModel] | None = None
+
+    @classmethod
+    def config_type(cls) -> type[BaseModel]:
+        if PruneStep._config is None:
+            from xcompress.prune.runner import PruneConfig
+
+            PruneStep._config = _step_config(
+                "PruneStepConfig", "Settings of the recipe step ``prune`` (see PruneConfig).",
+                **_fields(PruneConfig, leave_out=_FROM_RECIPE))
+        return PruneStep._config
+
+    def run(
+        self, parent: Artifact, config: BaseModel, data: Mapping[str, Path], out_dir: Path
+    ) -> Artifact:
+        from xcompress.artifact import resolve_model
+        from xcompress.prune.runner import PruneConfig, run_prune
+
+        cfg = PruneConfig(model=str(parent.path), out=str(out_dir), **_sources(data),
+                          **config.model_dump())
+        cfg.check()
+        run_prune(cfg, log=_log)
+        return resolve_model(out_dir / "model.onnx")
+
+
+@register_step
+class SearchStep(Step):
+    """Hardware-aware architecture search from the parent (:func:`xcompress.search.runner.
+    run_search`, the same as ``xcompress search``); continues from the best feasible
+    candidate after its final fine-tune (``best/``). Resumes through the study storage."""
+
+    name = "search"
+    optional_roles = ("train", "val")
+    _config: type[BaseModel] | None = None
+
+    @classmethod
+    def config_type(cls) -> type[BaseModel]:
+        if SearchStep._config is None:
+            from xcompress.search.runner import SearchConfig
+
+            SearchStep._config = _step_config(
+                "SearchStepConfig", "Settings of the recipe step ``search`` (see "
+                "SearchConfig).", **_fields(SearchConfig, leave_out=_FROM_RECIPE))
+        return SearchStep._config
+
+    def run(
+        self, parent: Artifact, config: BaseModel, data: Mapping[str, Path], out_dir: Path
+    ) -> Artifact:
+        from xcompress.artifact import resolve_model
+        from xcompress.errors import BudgetError
+        from xcompress.search.runner import SearchConfig, run_search
+
+        cfg = SearchConfig(model=str(parent.path), out=str(out_dir), **_sources(data),
+                           **config.model_dump())
+        res = run_search(cfg, log=_log)
+        if res.best is None:
+            raise BudgetError(f"step search: no candidate met the budgets; see {res.report}")
+        return resolve_model(out_dir / "best" / "model.onnx")
+
+
+def _log(msg: str) -> None:
+    from xcompress.search.runner import default_log
+
+    default_log()(msg)

@@ -429,6 +429,7 @@ def run_prune(cfg: PruneConfig, log: Any = print, force: bool = False) -> PruneR
     import shutil
     import tempfile
 
+    from xcompress.artifact import model_sha
     from xcompress.fsutil import atomic_dir, check_same_settings, prepare_output_dir, write_json
     from xcompress.models.checkpoint import save_checkpoint
     from xcompress.models.export import export_onnx
@@ -465,7 +466,7 @@ def run_prune(cfg: PruneConfig, log: Any = print, force: bool = False) -> PruneR
         model, _, rounds = _prune_rounds(run, work, meter, parent_onnx)
     card = run.card.derive(
         name=f"{run.card.name}-pruned" if run.pspace is not None else f"{run.card.name}-slim",
-        step="prune",
+        step="prune", parent=model_sha(cfg.model),
         step_config={"importance": cfg.importance, "target_macs": cfg.target_macs,
                      "target_latency_ratio": cfg.target_latency_ratio,
                      "keep_charset": cfg.keep_charset, "rounds": cfg.rounds,

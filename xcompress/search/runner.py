@@ -553,6 +553,7 @@ def pick_best(records: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def _final(ctx: _Context, records: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Fine-tune the best candidate ``final_steps`` more and write ``best/`` atomically."""
+    from xcompress.artifact import model_sha
     from xcompress.fsutil import atomic_dir
     from xcompress.models.checkpoint import save_checkpoint
     from xcompress.models.export import export_onnx
@@ -585,7 +586,7 @@ def _final(ctx: _Context, records: list[dict[str, Any]]) -> dict[str, Any] | Non
     metrics = finetune_module(child, ctx.card, tcfg, ctx.parent, ctx.val_sets)
     error = ctx.error(metrics)
     card = ctx.card.derive(
-        name=f"{ctx.card.name}-search", step="search",
+        name=f"{ctx.card.name}-search", step="search", parent=model_sha(cfg.model),
         step_config={"trial": best["number"], "params": params, "space": ctx.space.arch,
                      "final_steps": steps, "target": ctx.meter.profiler.target.name},
         notes={**ctx.card.notes, "val_metrics": metrics, "search_latency": best["latency"],
