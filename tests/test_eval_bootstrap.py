@@ -44,3 +44,18 @@ def test_det_counts_give_hmean():
 def test_unpaired_counts_are_refused():
     with pytest.raises(ValueError, match="same samples"):
         paired_interval("cls", np.ones((3, 2)), np.ones((4, 2)), "accuracy")
+
+
+def test_e2e_counts_give_the_e2e_metrics_and_a_paired_interval():
+    from xcompress.eval.bootstrap import COUNT_COLUMNS
+    from xcompress.ocr.metrics import E2E_COLUMNS, e2e_metrics
+
+    assert COUNT_COLUMNS["e2e"] == E2E_COLUMNS
+    rng = np.random.default_rng(1)
+    n_gt = rng.integers(3, 9, 40)
+    a = np.stack([n_gt - 1, n_gt - 2, n_gt, n_gt, n_gt, 5 * n_gt, n_gt, 5 * n_gt], 1).astype(float)
+    b = a.copy()
+    b[:10, 0] -= 1  # ten pages lose one exact line
+    assert metrics_from_counts("e2e", a)["e2e_hmean"] == pytest.approx(e2e_metrics(a)["e2e_hmean"])
+    lo, hi = paired_interval("e2e", a, b, "e2e_hmean")
+    assert lo < hi < 0

@@ -50,10 +50,20 @@ def copy_step():
 
 
 def test_builtin_recipes_validate():
+    import yaml
+
+    from xcompress.pipeline.system import is_system_recipe, load_system_recipe
+
     for path in sorted((REPO / "recipes").glob("*.yaml")):
-        recipe = load_recipe(path)
-        for s in recipe.steps:
+        if is_system_recipe(yaml.safe_load(path.read_text())):
+            steps = [s for m in load_system_recipe(path).members.values() for s in m.steps]
+        else:
+            steps = load_recipe(path).steps
+        for s in steps:
             assert s.step in step_names()
+            from xcompress.pipeline import get_step
+
+            get_step(s.step).parse_config(s.config)  # every config is valid
 
 
 def test_recipe_errors_are_one_line(tmp_path):
@@ -113,3 +123,51 @@ def test_cli_run_missing_recipe(capsys, tmp_path):
     assert rc != 0
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and len(err.splitlines()) == 1
+
+
+def test_system_recipe_end_to_end_and_resume(tmp_path, copy_step, zoo_model):
+    from xcompress.pipeline.system import SystemRecipe, run_system_recipe
+
+    for n in ("ppocr-v4-det", "ppocr-v4-cls", "ppocr-v4-rec"):
+        zoo_model(n)
+    raw = {
+        "name": "sys",
+        "data": {"pages": {"synth": {"task": "det", "count": 2, "seed": 4, "lang": "en"}}},
+        "members": {
+            "det": {"model": "ppocr-v4-det", "steps": [{"step": "test-copy", "name": "copy"}],
+                    "report": {"threads": 1, "runs": 3, "shape": [1, 3, 320, 320]}},
+            "cls": {"model": "ppocr-v4-cls"},
+            "rec": {"model": "ppocr-v4-rec", "steps": [{"step": "test-copy", "name": "copy"}],
+                    "report": {"threads": 1, "runs": 3, "shape": [1, 3, 48, 160]}},
+        },
+        "system": {"eval": ["pages"], "threads": 1},
+    }
+    rep = run_system_recipe(SystemRecipe.model_validate(raw), tmp_path / "run").report
+    assert [m["role"] for m in rep["members"]] == ["det", "cls", "rec"]
+    assert [m["artifact"] for m in rep["members"]] == ["copy", "original", "copy"]
+    s = rep["sets"]["pages"]
+    # copies read exactly what the originals read
+    assert s["compressed"]["e2e_hmean"] == s["original"]["e2e_hmean"]
+    assert s["e2e_hmean_delta"] == 0 and s["e2e_hmean_delta_ci95"] == [0.0, 0.0]
+    assert s["speedup"] > 0 and rep["size"]["bytes"] == rep["size"]["original_bytes"]
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "original system on pages" in md and "ms / page" in md
+    assert (tmp_path / "run" / "members" / "det" / "steps" / "copy").is_dir()
+    calls = CopyStep.calls
+    run_system_recipe(SystemRecipe.model_validate(raw), tmp_path / "run")  # resumes
+    assert CopyStep.calls == calls
+
+
+def test_system_recipe_mistakes_are_one_line(tmp_path):
+    from xcompress.pipeline.system import load_system_recipe
+
+    bad = tmp_path / "s.yaml"
+    bad.write_text("name: s\nmembers: {det: {model: m}}\nsystem: {eval: [p]}\n")
+    with pytest.raises(XCompressError, match="rec member") as e:
+        load_system_recipe(bad)
+    assert "\n" not in str(e.value)
+    bad.write_text("name: s\nmembers: {det: {model: m}, rec: {model: r, use: nope}}\n"
+                   "data: {p: {path: x}}\nsystem: {eval: [p]}\n")
+    with pytest.raises(XCompressError, match="no step is named 'nope'"):
+        load_system_recipe(bad)
+    assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2

@@ -20,10 +20,13 @@ def run(
     force: ForceOpt = False,
 ) -> None:
     """Run a recipe: pull the model, make the data, run each step, print the before/after table.
+    A system recipe (with members det / cls / rec) runs each member's steps, then compares
+    the original and the compressed system end to end. Re-running resumes at the step that
+    failed.
 
-    Example: xcompress run recipes/demo.yaml --out runs/demo
+    Examples: xcompress run recipes/demo.yaml --out runs/demo;
+    xcompress run recipes/ppocr-v4-system.yaml --out runs/system
     """
-    from xcompress.pipeline import load_recipe, run_recipe
+    from xcompress.pipeline.system import run_recipe_file
 
-    summary = run_recipe(load_recipe(recipe), out, force=force)
-    typer.echo(f"report: {summary.out_dir / 'report.md'}")
+    typer.echo(f"report: {run_recipe_file(recipe, out, force=force)}")

@@ -26,6 +26,9 @@ COUNT_COLUMNS = {
     "rec": ("edits_nospace", "chars_nospace", "edits", "chars"),
     "det": ("matched", "n_gt", "n_det"),
     "cls": ("correct", "n"),
+    # a system end to end: xcompress.ocr.metrics.E2E_COLUMNS (one row per page)
+    "e2e": ("hit_nospace", "hit", "n_dt", "n_gt", "edits_nospace", "chars_nospace", "edits",
+            "chars"),
 }
 RESAMPLES = 2000
 _CHUNK = 100  # resamples drawn at a time (RESAMPLES is a multiple of it)
@@ -57,6 +60,13 @@ def metrics_from_counts(task: str, counts: np.ndarray) -> dict[str, float]:
         r = _ratio(c[..., 0], c[..., 1])
         out = {"precision": p, "recall": r,
                "hmean": np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)}
+    elif task == "e2e":
+        out = {}
+        for hit, key in ((0, "e2e_hmean"), (1, "e2e_hmean_asis")):
+            p = _ratio(c[..., hit], c[..., 2])
+            r = _ratio(c[..., hit], c[..., 3])
+            out[key] = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)
+        out["matched_cer_nospace"] = _ratio(c[..., 4], c[..., 5])
     else:
         out = {"accuracy": _ratio(c[..., 0], c[..., 1])}
     return {k: (float(v) if np.ndim(v) == 0 else v) for k, v in out.items()}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,58 +135,91 @@ def evaluate_system(det: str | Path | Artifact, cls: str | Path | Artifact | Non
         DataError: not a detection set, no pages, an unreadable image, or no transcriptions.
         ModelError: a member of the wrong task.
     """
-    from xcompress.eval.evaluate import _progress, cpu_model
+    return evaluate_systems({"system": (det, cls, rec)}, data, config)["system"]
+
+
+def evaluate_systems(systems: Mapping[str, tuple], data: str | Path,
+                     config: SystemEvalConfig | None = None) -> dict[str, SystemReport]:
+    """Several systems (label -> (det, cls, rec)) on the same pages, page by page in turn
+    (the order flipped every page), so their latencies are measured alternately in one run
+    and a slow spell of a shared machine hits all of them alike."""
+    from xcompress.eval.evaluate import _progress
     from xcompress.eval.tasks import _pixels
-    from xcompress.ocr.metrics import E2E_COLUMNS, det_metrics, e2e_metrics, e2e_page
     from xcompress.ocr.system import OcrSystem, SystemConfig
 
     config = config or SystemEvalConfig()
-    system = OcrSystem.open(det, cls, rec, threads=config.threads,
-                            config=SystemConfig(config.drop_score, config.cls_thresh))
+    sc = SystemConfig(config.drop_score, config.cls_thresh)
+    opened = {k: OcrSystem.open(*m, threads=config.threads, config=sc)
+              for k, m in systems.items()}
     samples = _pages(data, config.limit)
     pages = [_pixels(s.image) for s in samples]  # decoded up front: reading is not latency
-    for page in pages[: config.warmup]:
-        system(page)
-    counts, det_boxes, latencies, member_s = [], [], [], {"det": [], "cls": [], "rec": []}
-    failures = []
-    t0 = time.perf_counter()
-    with _progress(len(pages), "eval system", config.progress) as advance:
-        for s, page in zip(samples, pages, strict=True):
-            t = time.perf_counter()
-            res = system(page)
-            latencies.append(time.perf_counter() - t)
-            for k in member_s:
-                member_s[k].append(res.seconds.get(k, 0.0))
-            det_boxes.append(res.detected)
-            row = e2e_page([(ln.box, ln.text) for ln in res.lines], s.boxes, config.iou)
-            counts.append(row)
-            failures.append(_failure(s, res, row))
-            advance(1)
-    seconds = time.perf_counter() - t0
-    counts_a = np.asarray(counts).reshape(-1, len(E2E_COLUMNS))
-    metrics = e2e_metrics(counts_a)
-    dm = det_metrics(det_boxes, [list(s.boxes) for s in samples], iou=config.iou)
-    metrics.update(det_precision=dm.precision, det_recall=dm.recall, det_hmean=dm.hmean)
-    ms = np.asarray(latencies) * 1e3
-    metrics.update(page_ms_mean=float(ms.mean()), page_ms_median=float(np.median(ms)),
-                   page_ms_p90=float(np.percentile(ms, 90)))
-    for k, v in member_s.items():
-        if system.cls is not None or k != "cls":
-            metrics[f"{k}_ms_mean"] = float(np.mean(v) * 1e3)
-    members = [("det", system.det), ("cls", system.cls), ("rec", system.rec)]
-    failures = sorted((f for f in failures if f.e2e_hmean < 1.0), key=lambda f: f.e2e_hmean)
-    return SystemReport(
-        metrics={k: float(v) for k, v in metrics.items()},
-        members=[_member_info(r, m) for r, m in members if m is not None],
-        data={"path": str(data), "pages": len(samples), "lines": int(counts_a[:, 3].sum()),
-              "sha256": _label_sha(data)},
-        settings={"threads": config.threads, "drop_score": config.drop_score,
-                  "cls_thresh": config.cls_thresh, "iou": config.iou, "rec_batch": 1,
-                  "cls": system.cls is not None, "warmup": config.warmup, "cpu": cpu_model(),
-                  "cores": os.cpu_count() or 1, "seconds": round(seconds, 3)},
-        failures=failures[: config.failures],
-        page_counts=counts_a.tolist(),
-    )
+    for system in opened.values():
+        for page in pages[: config.warmup]:
+            system(page)
+    runs = {k: _Tally() for k in opened}
+    order = list(opened)
+    with _progress(len(pages) * len(order), "eval system", config.progress) as advance:
+        for i, (s, page) in enumerate(zip(samples, pages, strict=True)):
+            for k in order if i % 2 == 0 else order[::-1]:
+                t = time.perf_counter()
+                res = opened[k](page)
+                runs[k].add(s, res, time.perf_counter() - t, config.iou)
+                advance(1)
+    return {k: runs[k].report(opened[k], samples, data, config) for k in order}
+
+
+class _Tally:
+    """One system's per-page results while the pages are run."""
+
+    def __init__(self) -> None:
+        self.counts: list[np.ndarray] = []
+        self.det_boxes: list[list[np.ndarray]] = []
+        self.latencies: list[float] = []
+        self.member_s: dict[str, list[float]] = {"det": [], "cls": [], "rec": []}
+        self.failures: list[PageFailure] = []
+
+    def add(self, sample, res, seconds: float, iou: float) -> None:
+        from xcompress.ocr.metrics import e2e_page
+
+        self.latencies.append(seconds)
+        for k, v in self.member_s.items():
+            v.append(res.seconds.get(k, 0.0))
+        self.det_boxes.append(res.detected)
+        row = e2e_page([(ln.box, ln.text) for ln in res.lines], sample.boxes, iou)
+        self.counts.append(row)
+        self.failures.append(_failure(sample, res, row))
+
+    def report(self, system, samples: list, data: str | Path, config: SystemEvalConfig
+               ) -> SystemReport:
+        from xcompress.eval.evaluate import cpu_model
+        from xcompress.ocr.metrics import E2E_COLUMNS, det_metrics, e2e_metrics
+
+        counts = np.asarray(self.counts).reshape(-1, len(E2E_COLUMNS))
+        metrics = e2e_metrics(counts)
+        dm = det_metrics(self.det_boxes, [list(s.boxes) for s in samples], iou=config.iou)
+        metrics.update(det_precision=dm.precision, det_recall=dm.recall, det_hmean=dm.hmean)
+        ms = np.asarray(self.latencies) * 1e3
+        metrics.update(page_ms_mean=float(ms.mean()), page_ms_median=float(np.median(ms)),
+                       page_ms_p90=float(np.percentile(ms, 90)))
+        for k, v in self.member_s.items():
+            if system.cls is not None or k != "cls":
+                metrics[f"{k}_ms_mean"] = float(np.mean(v) * 1e3)
+        members = [("det", system.det), ("cls", system.cls), ("rec", system.rec)]
+        worst = sorted((f for f in self.failures if f.e2e_hmean < 1.0),
+                       key=lambda f: f.e2e_hmean)
+        return SystemReport(
+            metrics={k: float(v) for k, v in metrics.items()},
+            members=[_member_info(r, m) for r, m in members if m is not None],
+            data={"path": str(data), "pages": len(samples), "lines": int(counts[:, 3].sum()),
+                  "sha256": _label_sha(data)},
+            settings={"threads": config.threads, "drop_score": config.drop_score,
+                      "cls_thresh": config.cls_thresh, "iou": config.iou, "rec_batch": 1,
+                      "cls": system.cls is not None, "warmup": config.warmup,
+                      "cpu": cpu_model(), "cores": os.cpu_count() or 1,
+                      "seconds": round(float(ms.sum()) / 1e3, 3)},
+            failures=worst[: config.failures],
+            page_counts=counts.tolist(),
+        )
 
 
 def _pages(data: str | Path, limit: int | None) -> list:

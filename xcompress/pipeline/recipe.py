@@ -22,6 +22,8 @@ class SynthSpec(_Frozen):
     count: int = Field(ge=1)
     seed: int = 0
     lang: Literal["en", "zh", "mix"] = "mix"
+    #: damage preset (``xcompress data synth --augment``); ``photo``: as photos and scans
+    augment: Literal["default", "photo", "none"] = "default"
 
 
 class DataSpec(_Frozen):

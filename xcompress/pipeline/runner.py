@@ -122,6 +122,7 @@ def _make_data(name: str, spec: DataSpec, art: Artifact, out_dir: Path) -> Path:
     if _done(record, key):
         return folder  # made by an earlier run of this recipe
     from xcompress.data.synth import SynthConfig, generate
+    from xcompress.data.synth.augment import augment_preset
 
     _say(f"making data '{name}': {spec.synth.count} synthetic {spec.synth.task} samples")
     cfg = SynthConfig(
@@ -130,6 +131,7 @@ def _make_data(name: str, spec: DataSpec, art: Artifact, out_dir: Path) -> Path:
         seed=spec.synth.seed,
         lang=spec.synth.lang,
         charset=tuple(art.card.charset) if art.card.charset else None,
+        augment=augment_preset(spec.synth.augment),
     )
     generate(cfg, folder, force=True)
     write_json(record, {"key": key})
