@@ -50,7 +50,7 @@ def _root(
 
 # Each module has `register(app)`, which adds its command or command group to the root app.
 _COMMAND_MODULES = ("zoo", "data", "eval", "profile", "quantize", "models", "card", "run",
-                    "board", "search", "prune")
+                    "board", "search", "prune", "report")
 
 
 def _load_commands() -> None:
@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors print one line and return a non-zero exit code."""
     _wide_non_tty()
     try:
-        _command().main(args=argv, prog_name="xcompress", standalone_mode=False)
+        # without standalone mode click returns a command's typer.Exit code instead of raising
+        rc = _command().main(args=argv, prog_name="xcompress", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as e:  # bare `xcompress` / `xcompress data`
         e.show()
         return 2
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {msg}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

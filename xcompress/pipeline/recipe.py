@@ -46,6 +46,10 @@ class StepSpec(_Frozen):
     name: str | None = None  # folder name; defaults to the step name
     config: dict[str, Any] = Field(default_factory=dict)
     data: dict[str, str] = Field(default_factory=dict)  # role (e.g. 'calib') -> data set name
+    #: the artifact this step starts from: ``original`` or an earlier step's folder name;
+    #: None: the one the step before made (e.g. an int8 TFLite export of the fp32 original
+    #: after an int8 ONNX quantize step)
+    input: str | None = None
 
     @property
     def folder(self) -> str:
@@ -82,6 +86,10 @@ class Recipe(_Frozen):
             if ds not in names:
                 raise ValueError(f"report: eval data '{ds}' is not defined")
         folders = [s.folder for s in self.steps]
+        for i, s in enumerate(self.steps):
+            if s.input is not None and s.input != "original" and s.input not in folders[:i]:
+                raise ValueError(f"step {s.folder}: input '{s.input}' is not 'original' or an "
+                                 "earlier step's name")
         if len(set(folders)) != len(folders):
             raise ValueError("two steps share a folder name: give one of them a 'name'")
         return self

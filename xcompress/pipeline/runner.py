@@ -187,6 +187,8 @@ def _run_steps(steps: list[Bound], table: list[Bound], original: Artifact,
     measured: list[dict[str, Any]] = []
     for b in steps:
         label, head = chain[-1]
+        if b.spec.input is not None:
+            label, head = next(c for c in chain if c[0] == b.spec.input)
         if isinstance(b.step, Measure):
             if not b.can_measure(head, original):
                 raise XCompressError(f"step {b.spec.folder}: cannot measure {label} "
