@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-heavy bench-deps lint clean
+.PHONY: demo test test-heavy bench-deps bench-ci lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ test-heavy: $(STAMP)
 bench-deps: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m pip install -q --no-deps rapidocr-onnxruntime==1.4.4 six
+
+# The CI benchmark (.github/workflows/bench.yml), the same locally: the PP-OCRv4 system through
+# int8 PTQ, scored end to end, then the report gated by benchmarks/baseline.yaml (exit 1 on a
+# regression, naming the metric).
+bench-ci: $(STAMP)
+	$(VENV)/bin/xcompress run recipes/ci-system.yaml --out runs/ci-system
+	$(VENV)/bin/xcompress report runs/ci-system --baseline benchmarks/baseline.yaml --out runs/ci-report
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check xcompress tests benchmarks

@@ -235,3 +235,31 @@ def test_remove_useless_qdq_drops_pair_between_float_ops():
     np.testing.assert_allclose(_run(out, x), -np.abs(x), atol=1e-6)
     # the quantized model differed by the rounding the pair added
     assert np.abs(_run(m, x) - _run(out, x)).max() > 1e-4
+
+
+def test_compact_names_keeps_the_computation_and_the_interface(tmp_path):
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from tiny_models import tiny_rec
+    from xcompress.quantize.compact import compact_names
+
+    (tmp_path / "m").mkdir()
+    src = tiny_rec(tmp_path / "m" / "model.onnx").path
+    model = onnx.load(src)
+    for t in model.graph.initializer:  # names as long as a QDQ rewrite chain makes them
+        old = t.name
+        t.name = f"{old}_folded_folded_quantized_scale_zero_point"
+        for n in model.graph.node:
+            n.input[:] = [t.name if x == old else x for x in n.input]
+    small = compact_names(model)
+    assert len(small.SerializeToString()) < len(model.SerializeToString())
+    assert [i.name for i in small.graph.input] == [i.name for i in model.graph.input]
+    assert [o.name for o in small.graph.output] == [o.name for o in model.graph.output]
+    onnx.checker.check_model(small)
+    x = np.random.default_rng(0).random((1, 3, 48, 64), np.float32)
+    a, b = (ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+            for m in (model, small))
+    name = model.graph.input[0].name
+    np.testing.assert_array_equal(a.run(None, {name: x})[0], b.run(None, {name: x})[0])

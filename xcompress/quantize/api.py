@@ -223,7 +223,7 @@ def quantize(
         report = build_report(ctx, upgraded, timing, search, final, parent_sha)
         new_card = _derive_card(ctx, search.chosen, parent_sha, final.path)
         report["time_s"] = log.elapsed
-        return _publish(out, search.chosen.model, new_card, report, log)
+        return _publish(out, final.path, new_card, report, log)
 
 
 def _derive_card(ctx: QuantizeContext, chosen: PlanResult, parent_sha: str, final_path: Path
@@ -237,11 +237,14 @@ def _derive_card(ctx: QuantizeContext, chosen: PlanResult, parent_sha: str, fina
     )
 
 
-def _publish(out_dir: Path, final: onnx.ModelProto, card: ModelCard, report: dict[str, Any],
+def _publish(out_dir: Path, final: Path, card: ModelCard, report: dict[str, Any],
              log: _Log) -> QuantizeResult:
-    """Write model, card and reports into ``out_dir`` in one rename."""
+    """Write model (the file that was timed and hashed), card and reports into ``out_dir``
+    in one rename."""
+    import shutil
+
     with atomic_dir(out_dir, command="quantize") as tmp:
-        onnx.save(final, tmp / MODEL_FILE)
+        shutil.copy2(final, tmp / MODEL_FILE)
         card.save(tmp)
         write_json(tmp / "report.json", report)
         write_text(tmp / "report.md", render_markdown(report))
