@@ -234,6 +234,10 @@ CASES: list[Case] = [
      lambda w: ["search", str(w.crnn), "--space", str(REPO / "search_spaces" / "ppocrv4-rec.yaml"),
                 "--out", str(w.root / "s")], ("space for ppocrv4-rec",)),
     # -- prune ----------------------------------------------------------------------------------
+    ("data-crops-from-rec-set", lambda w: ["data", "crops", str(w.rec_set), "--det", str(w.det),
+                                           "--out", str(w.root / "c")], ("det",)),
+    ("data-crops-out-is-mine", lambda w: ["data", "crops", str(w.det_set), "--det", str(w.det),
+                                          "--out", str(w.mine)], ("not empty",)),
     ("report-not-a-run", lambda w: ["report", str(w.mine)], ("not a run folder",)),
     ("report-out-is-mine", lambda w: ["report", str(w.mine), "--out", str(w.mine)],
      ("not empty",)),

@@ -131,3 +131,39 @@ def test_system_agrees_with_independent_end_to_end_scorer(pages, tmp_path):
     out = tmp_path / "agree.json"
     assert mod.main(["--data", str(pages), "--json", str(out), "--threads", "1"]) == 0
     assert {r["metric"] for r in json.loads(out.read_text())} >= {"e2e_hmean", "e2e_hmean_asis"}
+
+
+def test_crops_are_the_lines_the_system_reads(zoo_model, pages, tmp_path):
+    from xcompress.data import load_dataset
+    from xcompress.data.crops import cut_crops
+
+    zoo_model("ppocr-v4-det")
+    rep = cut_crops(pages, "ppocr-v4-det", tmp_path / "crops", threads=1)
+    assert rep.pages == 2 and rep.lines == 8 and rep.boxes >= 8
+    ds = load_dataset(tmp_path / "crops", task="rec")
+    truth = {b.text for s in load_dataset(pages, task="det").samples for b in s.boxes}
+    assert {s.text for s in ds.samples} == truth
+    # the recognizer reads its crops as the system does
+    from xcompress.eval import EvalConfig, evaluate
+
+    assert evaluate("ppocr-v4-rec", tmp_path / "crops", EvalConfig(progress=False)
+                    ).metrics["cer_nospace"] < 0.05
+    with pytest.raises(DataError, match="no detected box"):
+        cut_crops(_write_set(tmp_path / "blank", [(Image.new("RGB", (64, 64), "white"),
+                                                  json.dumps([_gt(SQ, "x")]))]),
+                  "ppocr-v4-det", tmp_path / "none")
+    assert not (tmp_path / "none").exists()
+
+
+def test_recipe_data_spec_crops(tmp_path):
+    from pydantic import ValidationError
+
+    from xcompress.pipeline.recipe import DataSpec
+
+    spec = DataSpec.model_validate({"crops": {"det": "ppocr-v4-det",
+                                              "pages": {"task": "det", "count": 4}}})
+    assert spec.crops is not None and spec.crops.pages.count == 4
+    with pytest.raises(ValidationError, match="pages.task must be det"):
+        DataSpec.model_validate({"crops": {"det": "d", "pages": {"task": "rec", "count": 4}}})
+    with pytest.raises(ValidationError, match="exactly one"):
+        DataSpec.model_validate({"path": "x", "crops": {"det": "d", "pages": "p"}})

@@ -26,16 +26,35 @@ class SynthSpec(_Frozen):
     augment: Literal["default", "photo", "none"] = "default"
 
 
+class CropsSpec(_Frozen):
+    """Recognition lines cut from detection pages by a detector's boxes, as the OCR system
+    cuts them (:func:`xcompress.data.crops.cut_crops`): the data a recognizer in a system
+    really reads. ``pages``: a detection set folder or synthetic pages; ``det``: the
+    detector (zoo name or path)."""
+
+    det: str
+    pages: str | SynthSpec
+    iou: float = Field(default=0.5, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _det_pages(self) -> CropsSpec:
+        if isinstance(self.pages, SynthSpec) and self.pages.task != "det":
+            raise ValueError("crops are cut from detection pages: pages.task must be det")
+        return self
+
+
 class DataSpec(_Frozen):
-    """A data set: an existing PaddleOCR-format folder, or one generated on first use."""
+    """A data set: an existing PaddleOCR-format folder, one generated on first use, or
+    recognition lines cut from detection pages (``crops``)."""
 
     path: str | None = None
     synth: SynthSpec | None = None
+    crops: CropsSpec | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
-        if (self.path is None) == (self.synth is None):
-            raise ValueError("give exactly one of 'path' or 'synth'")
+        if sum(x is not None for x in (self.path, self.synth, self.crops)) != 1:
+            raise ValueError("give exactly one of 'path', 'synth' or 'crops'")
         return self
 
 

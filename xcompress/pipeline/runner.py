@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from xcompress.artifact import Artifact, resolve_model
 from xcompress.errors import XCompressError
 from xcompress.fsutil import mark_output, prepare_output_dir, write_json, write_text
-from xcompress.pipeline.recipe import DataSpec, Recipe, StepSpec
+from xcompress.pipeline.recipe import CropsSpec, DataSpec, Recipe, StepSpec, SynthSpec
 from xcompress.pipeline.steps import (
     CandidateStep,
     Measure,
@@ -115,25 +115,51 @@ def _make_data(name: str, spec: DataSpec, art: Artifact, out_dir: Path) -> Path:
         path = Path(spec.path)
         load_dataset(path)  # fail early, with the reader's clear error
         return path
-    assert spec.synth is not None
     folder = out_dir / "data" / name
-    key = _hash({"synth": spec.synth.model_dump(), "charset": _hash(art.card.charset)})
+    key = _hash({**spec.model_dump(mode="json", exclude_none=True),
+                 "charset": _hash(art.card.charset)})
     record = folder / "recipe-data.json"
     if _done(record, key):
         return folder  # made by an earlier run of this recipe
+    if spec.crops is not None:
+        return _make_crops(name, spec.crops, art, folder, record, key)
+    assert spec.synth is not None
+    _say(f"making data '{name}': {spec.synth.count} synthetic {spec.synth.task} samples")
+    _synthesize(spec.synth, art, folder)
+    write_json(record, {"key": key})
+    return folder
+
+
+def _synthesize(synth: SynthSpec, art: Artifact, folder: Path) -> None:
     from xcompress.data.synth import SynthConfig, generate
     from xcompress.data.synth.augment import augment_preset
 
-    _say(f"making data '{name}': {spec.synth.count} synthetic {spec.synth.task} samples")
     cfg = SynthConfig(
-        task=spec.synth.task,
-        count=spec.synth.count,
-        seed=spec.synth.seed,
-        lang=spec.synth.lang,
+        task=synth.task,
+        count=synth.count,
+        seed=synth.seed,
+        lang=synth.lang,
         charset=tuple(art.card.charset) if art.card.charset else None,
-        augment=augment_preset(spec.synth.augment),
+        augment=augment_preset(synth.augment),
     )
     generate(cfg, folder, force=True)
+
+
+def _make_crops(name: str, spec: CropsSpec, art: Artifact, folder: Path, record: Path,
+                key: str) -> Path:
+    """Detection pages (given, or generated in the model's charset beside ``folder``) cut
+    into recognition lines by ``spec.det``'s boxes."""
+    from xcompress.data.crops import cut_crops
+
+    if isinstance(spec.pages, SynthSpec):
+        pages = folder.parent / f".{name}.pages"
+        _say(f"making data '{name}': {spec.pages.count} synthetic det pages to cut")
+        _synthesize(spec.pages, art, pages)
+    else:
+        pages = Path(spec.pages)
+    rep = cut_crops(pages, spec.det, folder, iou=spec.iou)
+    _say(f"data '{name}': {rep.lines} lines cut from {rep.pages} pages by {spec.det} "
+         f"({rep.boxes} boxes found)")
     write_json(record, {"key": key})
     return folder
 
