@@ -241,8 +241,8 @@ def test_compact_names_keeps_the_computation_and_the_interface(tmp_path):
     import numpy as np
     import onnx
     import onnxruntime as ort
-
     from tiny_models import tiny_rec
+
     from xcompress.quantize.compact import compact_names
 
     (tmp_path / "m").mkdir()

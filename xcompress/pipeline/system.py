@@ -244,13 +244,13 @@ def _system_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
               "speed-up"]
     body = []
     for m in report["members"]:
-        body.append([f"{m['role']}: {m['model']} -> {m['artifact']} ({m['format']})",
+        body.append([f"{m['role']} {m['artifact']} ({m['format']})",
                      f"{m['original_bytes'] / 1e6:.2f} -> {m['bytes'] / 1e6:.2f}", "", "", "",
                      "", "", f"{m['latency']['speedup']:.2f}x" if m.get("latency") else "-"])
     for name, s in report["sets"].items():
         for side in ("original", "compressed"):
             r = s[side]
-            body.append([f"{side} system on {name} ({s['data']['pages']} pages)",
+            body.append([f"{side} system, {name}",
                          f"{r['size_bytes'] / 1e6:.2f}", f"{100 * r['e2e_hmean']:.2f}",
                          f"{100 * r['e2e_hmean_asis']:.2f}",
                          f"{100 * r['matched_cer_nospace']:.2f}%", f"{100 * r['det_hmean']:.2f}",
@@ -298,7 +298,7 @@ def print_system_table(report: dict[str, Any]) -> None:
     header, body = _system_rows(report)
     table = Table(title=f"{report['name']}: original / compressed system")
     for h in header:
-        table.add_column(h, justify="left" if not h else "right", no_wrap=not h == "")
+        table.add_column(h, justify="left" if not h else "right", no_wrap=True)
     for row in body:
         table.add_row(*row)
     console = Console()
