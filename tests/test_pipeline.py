@@ -171,3 +171,32 @@ def test_system_recipe_mistakes_are_one_line(tmp_path):
     with pytest.raises(XCompressError, match="no step is named 'nope'"):
         load_system_recipe(bad)
     assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_recipe_trains_a_new_model_from_scratch(tmp_path):
+    pytest.importorskip("torch")
+    recipe = Recipe.model_validate({
+        "name": "scratch",
+        "model": {"arch": "crnn", "charset": "digits", "max_width": 96,
+                  "arch_config": {"stages": [{"channels": 8}, {"channels": 16}], "hidden": 16}},
+        "data": {"ev": {"synth": {"task": "rec", "count": 4, "seed": 3, "lang": "en"}}},
+        "steps": [
+            {"step": "train", "name": "trained", "data": {"val": "ev"},
+             "config": {"steps": 2, "eval_every": 2, "batch_size": 2, "max_width": 96,
+                        "threads": 1, "warmup": 0, "freeze_norm": False, "distill": None}},
+            {"step": "export", "name": "onnx", "config": {"to": "onnx"}},
+        ],
+        "report": {"eval": ["ev"], "threads": 1, "runs": 3, "shape": [1, 3, 32, 96]},
+    })
+    rep = run_recipe(recipe, tmp_path / "run").report
+    assert [r["artifact"] for r in rep["rows"]] == ["original", "trained", "onnx"]
+    assert rep["model"]["name"] == "crnn-scratch"
+    ev = load_dataset_texts(tmp_path / "run" / "data" / "ev")
+    assert ev and all(set(t) <= set("0123456789 ") for t in ev)  # the charset's digits
+    assert rep["rows"][2]["metrics"] and not rep["rows"][1]["metrics"]  # a .pt: once exported
+
+
+def load_dataset_texts(folder):
+    from xcompress.data import load_dataset
+
+    return [s.text for s in load_dataset(folder).samples]

@@ -85,11 +85,22 @@ class ReportSpec(_Frozen):
     target: str = "host"
 
 
+class ScratchSpec(_Frozen):
+    """A new, untrained model of a native architecture: the start of a recipe that trains
+    from scratch (``train`` with ``distill: null``). ``charset``: for a recognizer, its
+    characters, a dict file or a named set (``digits``, ``alnum``, ``ascii``)."""
+
+    arch: str
+    arch_config: dict[str, Any] = Field(default_factory=dict)
+    charset: str | None = None
+    max_width: int = Field(default=320, ge=16)  # a recognizer's input width
+
+
 class Recipe(_Frozen):
     """A model, named data sets, steps applied in order, and the report to make."""
 
     name: str
-    model: str  # zoo name, model folder or file
+    model: str | ScratchSpec  # zoo name, model folder or file; or a new model to train
     data: dict[str, DataSpec] = Field(default_factory=dict)
     steps: list[StepSpec] = Field(min_length=1)
     report: ReportSpec = Field(default_factory=ReportSpec)

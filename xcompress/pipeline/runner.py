@@ -24,7 +24,14 @@ from pydantic import BaseModel
 from xcompress.artifact import Artifact, resolve_model
 from xcompress.errors import XCompressError
 from xcompress.fsutil import mark_output, prepare_output_dir, write_json, write_text
-from xcompress.pipeline.recipe import CropsSpec, DataSpec, Recipe, StepSpec, SynthSpec
+from xcompress.pipeline.recipe import (
+    CropsSpec,
+    DataSpec,
+    Recipe,
+    ScratchSpec,
+    StepSpec,
+    SynthSpec,
+)
 from xcompress.pipeline.steps import (
     CandidateStep,
     Measure,
@@ -231,7 +238,9 @@ def _measure_chain(chain: list[tuple[str, Artifact]], table: list[Bound],
                    data: dict[str, Path]) -> tuple[list[Row], str]:
     """Every artifact measured by the report's measures: the table rows, and the runtime the
     latencies were measured with."""
-    original = chain[0][1]
+    # the baseline of relative measures: the original, or (an untrained checkpoint that no
+    # runtime runs) the first artifact of the chain a runtime runs, e.g. its ONNX export
+    original = next((a for _, a in chain if _runnable(a)), chain[0][1])
     rows: list[Row] = []
     runtime = "?"
     for label, art in chain:
@@ -247,17 +256,25 @@ def _measure_chain(chain: list[tuple[str, Artifact]], table: list[Bound],
             else:
                 metrics[", ".join(b.spec.data.values())] = m.values
         rows.append(Row(label, art, art.path.stat().st_size, metrics, latency))
-    # The original's latency is the one measured beside the first step's artifact.
-    first = next((r.latency for r in rows[1:] if r.latency), None)
+    # The baseline's latency is the one measured beside the first artifact after it.
+    at = next(i for i, (_, a) in enumerate(chain) if a is original)
+    first = next((r.latency for r in rows[at + 1:] if r.latency), None)
     if first:
-        rows[0] = Row(rows[0].label, rows[0].artifact, rows[0].size_bytes, rows[0].metrics,
-                      {"median_ms": first["original_median_ms"],
-                       "p90_ms": first["original_p90_ms"], "speedup": 1.0})
+        r = rows[at]
+        rows[at] = Row(r.label, r.artifact, r.size_bytes, r.metrics,
+                       {"median_ms": first["original_median_ms"],
+                        "p90_ms": first["original_p90_ms"], "speedup": 1.0})
     return rows, runtime
 
 
+def _runnable(art: Artifact) -> bool:
+    from xcompress.runtime import list_runtimes
+
+    return art.card.format in {r.format for r in list_runtimes(runnable_only=True)}
+
+
 #: what a run folder holds (its output mark lists these)
-RUN_ENTRIES = ("data", "steps", "report.json", "report.md", "manifest.json")
+RUN_ENTRIES = ("data", "steps", "original", "report.json", "report.md", "manifest.json")
 
 
 def run_recipe(recipe: Recipe, out_dir: str | Path, force: bool = False) -> RunSummary:
@@ -278,8 +295,9 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, force: bool = False) -> RunS
     out.mkdir(parents=True, exist_ok=True)
     mark_output(out, "run", RUN_ENTRIES)
     t_start = time.perf_counter()
-    _say(f"recipe {recipe.name}: model {recipe.model}")
-    original = resolve_model(recipe.model)
+    model = recipe.model if isinstance(recipe.model, str) else f"new {recipe.model.arch}"
+    _say(f"recipe {recipe.name}: model {model}")
+    original = _original(recipe, out)
     data = {name: _make_data(name, spec, original, out) for name, spec in recipe.data.items()}
     steps = [Bound.of(s) for s in recipe.steps]
     table = [Bound.of(s) for s in report_measures(recipe)]
@@ -292,6 +310,24 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, force: bool = False) -> RunS
     _write_run(out, recipe, report, chain)
     print_table(report)
     return RunSummary(out, rows, report)
+
+
+def _original(recipe: Recipe, out: Path) -> Artifact:
+    """The recipe's model: resolved, or (a :class:`ScratchSpec`) a new untrained checkpoint
+    written once to ``out/original/model.pt``."""
+    spec = recipe.model
+    if not isinstance(spec, ScratchSpec):
+        return resolve_model(spec)
+    path = out / "original" / "model.pt"
+    key = _hash(spec.model_dump(mode="json"))
+    record = path.parent / "recipe-model.json"
+    if not _done(record, key):
+        from xcompress.train.loop import new_checkpoint
+
+        _say(f"new {spec.arch} model (untrained) in {path}")
+        new_checkpoint(spec.arch, spec.arch_config, spec.charset, spec.max_width, path)
+        write_json(record, {"key": key})
+    return resolve_model(path)
 
 
 def _report(recipe: Recipe, original: Artifact, data: dict[str, Path], rows: list[Row],

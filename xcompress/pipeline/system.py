@@ -123,16 +123,10 @@ def _say(msg: str) -> None:
     say(msg)
 
 
-def _runnable(art: Artifact) -> bool:
-    from xcompress.runtime import list_runtimes
-
-    return art.card.format in {r.format for r in list_runtimes(runnable_only=True)}
-
-
 def _run_member(role: str, spec: MemberSpec, name: str, out: Path, force: bool
                 ) -> tuple[Artifact, Artifact, dict[str, Any] | None]:
     """(original, the artifact that joins the system, the member's run report)."""
-    from xcompress.pipeline.runner import run_recipe
+    from xcompress.pipeline.runner import _runnable, run_recipe
 
     original = resolve_model(spec.model, task=role)  # type: ignore[arg-type]
     if not spec.steps:

@@ -189,6 +189,21 @@ def _scratch_model(cfg: TrainConfig) -> tuple[OCRModel, ModelCard]:
     return model, card
 
 
+def new_checkpoint(arch: str, arch_config: dict[str, Any] | None, charset: str | None,
+                   max_width: int, path: str | Path) -> Path:
+    """Write an untrained model of ``arch`` (PP-OCR processing, the card ``_scratch_model``
+    gives) as a checkpoint: the parent a recipe trains from scratch. ``charset`` may name a
+    set (``digits``, ``alnum``, ``ascii``) or a dict file."""
+    from xcompress.models.checkpoint import save_checkpoint
+    from xcompress.prune.charset import KEEP_SETS, resolve_keep
+
+    chars = resolve_keep(charset) if charset and (charset in KEEP_SETS or Path(charset).is_file()) \
+        else charset
+    cfg = TrainConfig(model=arch, arch_config=arch_config, charset=chars, max_width=max_width)
+    model, card = _scratch_model(cfg)
+    return save_checkpoint(path, model.eval(), card)
+
+
 def _open_session(cfg: TrainConfig) -> _Session:
     """Student, teacher and optimizer, every input checked (nothing is written yet)."""
     from xcompress.export import load_source
