@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_agreement import _imread, _read_labels  # noqa: E402
+from eval_agreement import _imread, _read_labels, print_agreement  # noqa: E402
 
 IGNORE = ("###",)
 # full-width forms U+FF01..U+FF5E and the ideographic space, folded to ASCII
@@ -150,15 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                                                               progress=False)).metrics
         theirs = score_e2e(*rapid_system(*paths, data, args.threads))
         rows += [(str(data), k, mine[k], v) for k, v in theirs.items()]
-    print("| data | metric | xcompress | independent | abs diff (points) |")
-    print("|---|---|---:|---:|---:|")
-    worst = 0.0
-    for data, k, a, b in rows:
-        diff = abs(a - b) * 100
-        worst = max(worst, diff)
-        print(f"| {data} | {k} | {a * 100:.2f} | {b * 100:.2f} | {diff:.2f} |")
-    ok = worst <= args.tol
-    print(f"\nlargest difference {worst:.2f} points: {'OK' if ok else 'FAIL'} (tol {args.tol})")
+    ok = print_agreement(rows, args.tol, "data")
     if args.json:
         args.json.write_text(json.dumps([dict(zip(("data", "metric", "ours", "independent"), r,
                                                   strict=True)) for r in rows]))

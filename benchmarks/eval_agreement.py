@@ -159,6 +159,21 @@ def rapid_det(
     return score_det(preds, [json.loads(label) for _, label in rows])
 
 
+def print_agreement(rows: list[tuple[str, str, float, float]], tol: float, first: str) -> bool:
+    """The agreement table (values as fractions, shown in points); True when every metric
+    agrees within ``tol`` points."""
+    print(f"| {first} | metric | xcompress | independent | abs diff (points) |")
+    print("|---|---|---:|---:|---:|")
+    worst = 0.0
+    for key, k, a, b in rows:
+        diff = abs(a - b) * 100
+        worst = max(worst, diff)
+        print(f"| {key} | {k} | {a * 100:.2f} | {b * 100:.2f} | {diff:.2f} |")
+    ok = worst <= tol
+    print(f"\nlargest difference {worst:.2f} points: {'OK' if ok else 'FAIL'} (tol {tol})")
+    return ok
+
+
 # --- ours ------------------------------------------------------------------------------------
 
 
@@ -213,15 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             theirs = indep(path, data, args.threads, args.limit, args.batch_size)
             rows += [(task, k, mine[k], v) for k, v in theirs.items()]
 
-    print("| task | metric | xcompress | independent | abs diff (points) |")
-    print("|---|---|---:|---:|---:|")
-    worst = 0.0
-    for task, k, a, b in rows:
-        diff = abs(a - b) * 100
-        worst = max(worst, diff)
-        print(f"| {task} | {k} | {a * 100:.2f} | {b * 100:.2f} | {diff:.2f} |")
-    ok = worst <= args.tol
-    print(f"\nlargest difference {worst:.2f} points: {'OK' if ok else 'FAIL'} (tol {args.tol})")
+    ok = print_agreement(rows, args.tol, "task")
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -418,28 +418,43 @@ def _context_lines(report: dict[str, Any]) -> list[str]:
     ]
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown: context lines, then the before/after table."""
-    header, body = _table_rows(report)
-    lines = [f"# {report['recipe']['name']}", ""]
-    lines += [f"- {c}" for c in _context_lines(report)]
+def markdown_table_doc(title: str, intro: list[str], context: list[str], header: list[str],
+                       body: list[list[str]]) -> str:
+    """A Markdown report: title, intro lines, context bullets, then the table."""
+    lines = [f"# {title}", "", *intro]
+    lines += [f"- {c}" for c in context]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     return "\n".join(lines) + "\n"
 
 
-def print_table(report: dict[str, Any]) -> None:
-    """Print the before/after table with its context."""
+def print_rich_table(title: str, header: list[str], body: list[list[str]],
+                     context: list[str], left: str) -> None:
+    """The table on the terminal (column ``left`` left-aligned), then one line per context
+    line (also in a CI log)."""
     from rich.console import Console
     from rich.table import Table
 
-    header, body = _table_rows(report)
-    table = Table(title=f"{report['recipe']['name']}: before / after")
+    table = Table(title=title)
     for h in header:
-        table.add_column(h, justify="left" if h == "artifact" else "right", no_wrap=True)
+        table.add_column(h, justify="left" if h == left else "right", no_wrap=True)
     for row in body:
         table.add_row(*row)
     console = Console()
     console.print(table)
-    for c in _context_lines(report):
-        console.print(f"  {c}", soft_wrap=True)  # one line each, also in a CI log
+    for c in context:
+        console.print(f"  {c}", soft_wrap=True)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: context lines, then the before/after table."""
+    header, body = _table_rows(report)
+    return markdown_table_doc(report["recipe"]["name"], [], _context_lines(report), header,
+                              body)
+
+
+def print_table(report: dict[str, Any]) -> None:
+    """Print the before/after table with its context."""
+    header, body = _table_rows(report)
+    print_rich_table(f"{report['recipe']['name']}: before / after", header, body,
+                     _context_lines(report), "artifact")

@@ -274,31 +274,21 @@ def _system_context(report: dict[str, Any]) -> list[str]:
 
 
 def render_system_markdown(report: dict[str, Any]) -> str:
+    from xcompress.pipeline.runner import markdown_table_doc
+
     header, body = _system_rows(report)
     size = report["size"]
-    lines = [f"# {report['name']}", "",
-             f"System size {size['original_bytes'] / 1e6:.2f} MB -> {size['bytes'] / 1e6:.2f} MB",
-             ""]
-    lines += [f"- {c}" for c in _system_context(report)]
-    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    return "\n".join(lines) + "\n"
+    intro = [f"System size {size['original_bytes'] / 1e6:.2f} MB -> {size['bytes'] / 1e6:.2f} "
+             "MB", ""]
+    return markdown_table_doc(report["name"], intro, _system_context(report), header, body)
 
 
 def print_system_table(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from xcompress.pipeline.runner import print_rich_table
 
     header, body = _system_rows(report)
-    table = Table(title=f"{report['name']}: original / compressed system")
-    for h in header:
-        table.add_column(h, justify="left" if not h else "right", no_wrap=True)
-    for row in body:
-        table.add_row(*row)
-    console = Console()
-    console.print(table)
-    for c in _system_context(report):
-        console.print(f"  {c}", soft_wrap=True)
+    print_rich_table(f"{report['name']}: original / compressed system", header, body,
+                     _system_context(report), "")
 
 
 def run_recipe_file(path: str | Path, out_dir: str | Path, force: bool = False) -> Path:
