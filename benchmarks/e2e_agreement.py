@@ -76,7 +76,7 @@ def score_e2e(pages: list[list[tuple[np.ndarray, str]]], gts: list[list[dict]],
 
 
 def rapid_system(det: Path, cls: Path, rec: Path, folder: Path, threads: int,
-                 drop_score: float = 0.5):
+                 rec_batch: int = 6, drop_score: float = 0.5):
     """(box, text) per read line per page, by RapidOCR's components."""
     from rapidocr_onnxruntime.ch_ppocr_cls import TextClassifier
     from rapidocr_onnxruntime.ch_ppocr_det import TextDetector
@@ -99,7 +99,7 @@ def rapid_system(det: Path, cls: Path, rec: Path, folder: Path, threads: int,
         "label_list": ["0", "180"]})
     recognizer = TextRecognizer({
         "model_path": str(rec), "intra_op_num_threads": threads,
-        "rec_img_shape": [3, 48, 320], "rec_batch_num": 1})
+        "rec_img_shape": [3, 48, 320], "rec_batch_num": rec_batch})
     rows = _read_labels(folder)
     pages, gts = [], []
     for path, label in rows:
@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="detection set with transcriptions (repeatable)")
     ap.add_argument("--out", type=Path, default=Path("bench/e2e"), help="rendered pages")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rec-batch", type=int, default=6, help="crops per recognizer call")
     ap.add_argument("--tol", type=float, default=0.5, help="allowed difference, in points")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -146,9 +147,9 @@ def main(argv: list[str] | None = None) -> int:
              for m, t in ((args.det, "det"), (args.cls, "cls"), (args.rec, "rec"))]
     rows = []
     for data in args.data or [heldout_pages(args.out)]:
-        mine = evaluate_system(*paths, data, SystemEvalConfig(threads=args.threads,
-                                                              progress=False)).metrics
-        theirs = score_e2e(*rapid_system(*paths, data, args.threads))
+        mine = evaluate_system(*paths, data, SystemEvalConfig(
+            threads=args.threads, rec_batch=args.rec_batch, progress=False)).metrics
+        theirs = score_e2e(*rapid_system(*paths, data, args.threads, args.rec_batch))
         rows += [(str(data), k, mine[k], v) for k, v in theirs.items()]
     ok = print_agreement(rows, args.tol, "data")
     if args.json:

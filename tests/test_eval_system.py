@@ -167,3 +167,29 @@ def test_recipe_data_spec_crops(tmp_path):
         DataSpec.model_validate({"crops": {"det": "d", "pages": {"task": "rec", "count": 4}}})
     with pytest.raises(ValidationError, match="exactly one"):
         DataSpec.model_validate({"path": "x", "crops": {"det": "d", "pages": "p"}})
+
+
+def test_batched_recognition_keeps_each_crop_its_own_reading(zoo_model):
+    """Crops are read in batches sorted by width (PaddleOCR's order), yet every reading goes
+    back to its own crop: a fake recognizer reads each row's brightest pixel as a character."""
+    from xcompress.ocr.system import Member, OcrSystem, SystemConfig
+
+    det, rec = zoo_model("ppocr-v4-det"), zoo_model("ppocr-v4-rec")
+    charset = rec.card.charset or []
+
+    class Brightest:  # CTC probabilities: one frame, the class of the row's brightest pixel
+        def run(self, batch):
+            ids = np.rint((batch.reshape(len(batch), -1).max(1) + 1) * 10).astype(int)
+            probs = np.zeros((len(batch), 1, len(charset) + 1), np.float32)
+            probs[np.arange(len(batch)), 0, ids] = 1.0
+            return probs
+
+    widths = [300, 40, 220, 90, 160, 60, 400, 120]  # not sorted: batches reorder them
+    crops = [np.full((32, w, 3), 140 + 12 * i, np.uint8) for i, w in enumerate(widths)]
+    reads = {}
+    for batch in (1, 3, 6):
+        system = OcrSystem(Member(None, det.card), Member(Brightest(), rec.card),
+                           config=SystemConfig(rec_batch=batch))
+        reads[batch] = system.recognize(crops)
+    assert reads[1] == reads[3] == reads[6]
+    assert len({t for t, _ in reads[1]}) == len(crops)  # each crop its own character

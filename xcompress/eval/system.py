@@ -40,7 +40,7 @@ class SystemEvalConfig(_Frozen):
     Attributes:
         threads: intra-op threads of every member's runtime (None: the runtime's default).
         limit: evaluate the first ``limit`` pages only.
-        drop_score, cls_thresh: see :class:`~xcompress.ocr.system.SystemConfig`.
+        drop_score, cls_thresh, rec_batch: see :class:`~xcompress.ocr.system.SystemConfig`.
         iou: a read line matches a ground truth at polygon IoU >= ``iou``.
         warmup: pages run once before timing starts (first-call allocations are not latency).
         progress: a progress bar on stderr when it is a terminal.
@@ -51,6 +51,7 @@ class SystemEvalConfig(_Frozen):
     limit: int | None = Field(default=None, ge=1)
     drop_score: float = Field(default=0.5, ge=0, le=1)
     cls_thresh: float = Field(default=0.9, ge=0, le=1)
+    rec_batch: int = Field(default=6, ge=1)
     iou: float = Field(default=0.5, gt=0, le=1)
     warmup: int = Field(default=1, ge=0)
     progress: bool = True
@@ -148,7 +149,7 @@ def evaluate_systems(systems: Mapping[str, tuple], data: str | Path,
     from xcompress.ocr.system import OcrSystem, SystemConfig
 
     config = config or SystemEvalConfig()
-    sc = SystemConfig(config.drop_score, config.cls_thresh)
+    sc = SystemConfig(config.drop_score, config.cls_thresh, rec_batch=config.rec_batch)
     opened = {k: OcrSystem.open(*m, threads=config.threads, config=sc)
               for k, m in systems.items()}
     samples = _pages(data, config.limit)
@@ -213,7 +214,8 @@ class _Tally:
             data={"path": str(data), "pages": len(samples), "lines": int(counts[:, 3].sum()),
                   "sha256": _label_sha(data)},
             settings={"threads": config.threads, "drop_score": config.drop_score,
-                      "cls_thresh": config.cls_thresh, "iou": config.iou, "rec_batch": 1,
+                      "cls_thresh": config.cls_thresh, "iou": config.iou,
+                      "rec_batch": config.rec_batch,
                       "cls": system.cls is not None, "warmup": config.warmup,
                       "cpu": cpu_model(), "cores": os.cpu_count() or 1,
                       "seconds": round(float(ms.sum()) / 1e3, 3)},

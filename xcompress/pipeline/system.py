@@ -66,6 +66,7 @@ class SystemSpec(_Frozen):
     limit: int | None = Field(default=None, ge=1)
     drop_score: float = Field(default=0.5, ge=0, le=1)
     cls_thresh: float = Field(default=0.9, ge=0, le=1)
+    rec_batch: int = Field(default=6, ge=1)  # crops per recognizer call (PaddleOCR: 6)
 
 
 class SystemRecipe(_Frozen):
@@ -164,7 +165,7 @@ def run_system_recipe(recipe: SystemRecipe, out_dir: str | Path, force: bool = F
     data = {n: _make_data(n, spec, picked["rec"][0], out) for n, spec in recipe.data.items()}
     sysc = recipe.system
     cfg = SystemEvalConfig(threads=sysc.threads, limit=sysc.limit, drop_score=sysc.drop_score,
-                           cls_thresh=sysc.cls_thresh, progress=True)
+                           cls_thresh=sysc.cls_thresh, rec_batch=sysc.rec_batch, progress=True)
 
     def members(i: int) -> tuple:
         return tuple(picked[r][i] if r in picked else None for r in ROLES)
