@@ -266,7 +266,8 @@ def _system_context(report: dict[str, Any]) -> list[str]:
     lines += [
         "* = ignoring spaces, full-width folded (PaddleOCR's end-to-end default); e2e: a read "
         "line counts when its box matches at IoU >= 0.5 and its text is exact",
-        f"latency: whole pipeline per page (det + cls + rec, rec one line per call), "
+        "latency: whole pipeline per page (det + cls + rec, rec crops in batches sorted by "
+        "width: the recipe's system.rec_batch, default 6), "
         f"{report['threads']} threads, {', '.join(report['runtime'])}, both systems page by "
         "page in turn; member speed-ups from each member's own report",
         f"machine: {m['cpu']}, {m['isa']}, {m['cores']} cores",
