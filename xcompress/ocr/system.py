@@ -76,7 +76,7 @@ class SystemConfig:
             fixed size, so batching does not change its output).
         rec_batch: crops per recognizer call (PaddleOCR's ``rec_batch_num``: 6). Crops are
             sorted by width/height and each batch is padded to its widest crop, as PaddleOCR
-            does; 1 reads every crop alone at its own width (no padding at all).
+            does; 1 reads every crop alone (padded only up to the model's minimum width).
     """
 
     drop_score: float = 0.5
