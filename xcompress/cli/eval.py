@@ -160,7 +160,7 @@ def _system_table(report) -> Table:
     s = report.settings
     table.add_row("settings", f"threads {s['threads'] or 'default'}, drop_score "
                   f"{s['drop_score']}, cls_thresh {s['cls_thresh']}, rec batch "
-                  f"{s.get('rec_batch', 1)}, IoU {s['iou']}")
+                  f"{s['rec_batch']}, IoU {s['iou']}")
     table.add_row("machine", f"{s['cpu']}, {s['cores']} cores")
     table.add_row("time", f"{s['seconds']:.1f} s")
     return table

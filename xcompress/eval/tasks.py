@@ -126,15 +126,15 @@ def _image_size(path) -> tuple[int, int]:
 
 def _batches(samples: Sequence, batch_size: int, sort_by_ratio: bool) -> list[list[int]]:
     """Index batches; sorted by width/height like PaddleOCR so each batch pads little."""
-    order = list(range(len(samples)))
+    from xcompress.ocr.preprocess import ratio_batches
+
     if sort_by_ratio and batch_size > 1:
         ratios = []
         for s in samples:
             h, w = _image_size(s.image)
             ratios.append(w / h)
-        # numpy's default sort, as PaddleOCR's TextRecognizer: lines of equal ratio then share
-        # the same batches as there, so batched results are comparable with PaddleOCR's.
-        order = [int(i) for i in np.argsort(np.asarray(ratios))]
+        return ratio_batches(ratios, batch_size)
+    order = list(range(len(samples)))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 

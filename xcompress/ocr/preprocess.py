@@ -107,6 +107,14 @@ def rec_batch(
     return np.stack([rec_resize_norm(img, image_shape, ratio, pre) for img in images])
 
 
+def ratio_batches(ratios: Sequence[float], batch_size: int) -> list[list[int]]:
+    """Index batches of text lines in PaddleOCR's TextRecognizer order: numpy's default
+    argsort of width / height, so each batch pads little and lines of equal ratio share the
+    same batches as there (batched results stay comparable with PaddleOCR's)."""
+    order = [int(i) for i in np.argsort(np.asarray(ratios, np.float64))]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 def cls_resize_norm(
     img_bgr: np.ndarray,
     image_shape: tuple[int, int, int] = CLS_SHAPE,

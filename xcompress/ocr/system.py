@@ -181,20 +181,16 @@ class OcrSystem:
     def recognize(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
         """(text, score) per crop, in the crops' order, ``config.rec_batch`` crops per call."""
         from xcompress.ocr.postprocess import ctc_greedy_decode
-        from xcompress.ocr.preprocess import preprocess_for
+        from xcompress.ocr.preprocess import preprocess_for, ratio_batches
 
         charset = self.rec.card.charset or []
-        step = self.config.rec_batch
-        # PaddleOCR's TextRecognizer order (numpy's default argsort of width / height), so
-        # batches hold the same crops as there and pad little.
-        order = np.argsort(np.asarray([c.shape[1] / float(c.shape[0]) for c in crops]))
         out: list[tuple[str, float]] = [("", 0.0)] * len(crops)
-        for start in range(0, len(crops), step):
-            idx = order[start:start + step]
+        ratios = [c.shape[1] / float(c.shape[0]) for c in crops]
+        for idx in ratio_batches(ratios, self.config.rec_batch):
             batch = preprocess_for(self.rec.card, [crops[i] for i in idx]).batch
             probs = self.rec.runner.run(batch)
             for i, read in zip(idx, ctc_greedy_decode(probs, charset), strict=True):
-                out[int(i)] = read
+                out[i] = read
         return out
 
     def __call__(self, page: np.ndarray) -> PageResult:
