@@ -244,6 +244,7 @@ def test_eval_refuses_a_cls_set_for_a_recognizer(rec_model, tmp_path):
         (["--json", "{tmp}"], "--json {tmp} is a folder"),
         (["--limit", "0"], "--limit must be at least 1"),
         (["--threads", "0"], "--threads must be at least 1"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
         (["--task", "bogus"], "--task must be rec, det or cls"),
     ],
 )

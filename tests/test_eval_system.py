@@ -116,6 +116,8 @@ def test_system_mistakes_are_one_line_errors(zoo_model, pages, tmp_path, capsys)
     assert "DET,CLS,REC" in capsys.readouterr().err
     assert main(["eval", "ppocr-v4-rec", "--system", "a,b", "--data", str(pages)]) == 2
     assert main(["eval", "--data", str(pages)]) == 2
+    assert main(["eval", "--system", "a,b,c", "--data", str(pages), "--batch-size", "0"]) == 2
+    assert "--batch-size must be at least 1" in capsys.readouterr().err
 
 
 @pytest.mark.heavy

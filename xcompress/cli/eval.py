@@ -86,9 +86,13 @@ def eval_command(
     if (model is None) == (system is None):
         raise XCompressError("give a MODEL, or --system DET,CLS,REC for end-to-end scoring")
     if system is not None:
-        _eval_system(system, data, json_out, threads, limit, failures, batch_size or 6)
+        from xcompress.eval.system import SystemEvalConfig
+
+        rec_batch = SystemEvalConfig().rec_batch if batch_size is None else batch_size
+        _eval_system(system, data, json_out, threads, limit, failures, rec_batch)
         return
-    config = _config(task, threads, batch_size or 1, failures, limit, skip_bad, json_out)
+    config = _config(task, threads, 1 if batch_size is None else batch_size, failures, limit,
+                     skip_bad, json_out)
     target: str | object = model
     if charset is not None:
         from xcompress.artifact import resolve_model
