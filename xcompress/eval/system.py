@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from xcompress.fsutil import write_json
+from xcompress.ocr import system_defaults as defaults
 
 if TYPE_CHECKING:
     from xcompress.artifact import Artifact
@@ -49,9 +50,9 @@ class SystemEvalConfig(_Frozen):
 
     threads: int | None = Field(default=None, ge=1)
     limit: int | None = Field(default=None, ge=1)
-    drop_score: float = Field(default=0.5, ge=0, le=1)
-    cls_thresh: float = Field(default=0.9, ge=0, le=1)
-    rec_batch: int = Field(default=6, ge=1)
+    drop_score: float = Field(default=defaults.DROP_SCORE, ge=0, le=1)
+    cls_thresh: float = Field(default=defaults.CLS_THRESH, ge=0, le=1)
+    rec_batch: int = Field(default=defaults.REC_BATCH, ge=1)
     iou: float = Field(default=0.5, gt=0, le=1)
     warmup: int = Field(default=1, ge=0)
     progress: bool = True

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from xcompress.ocr import system_defaults as defaults
+
 if TYPE_CHECKING:
     from xcompress.artifact import Artifact
     from xcompress.card import ModelCard
@@ -79,10 +81,10 @@ class SystemConfig:
             does; 1 reads every crop alone (padded only up to the model's minimum width).
     """
 
-    drop_score: float = 0.5
-    cls_thresh: float = 0.9
-    cls_batch: int = 6
-    rec_batch: int = 6
+    drop_score: float = defaults.DROP_SCORE
+    cls_thresh: float = defaults.CLS_THRESH
+    cls_batch: int = defaults.CLS_BATCH
+    rec_batch: int = defaults.REC_BATCH
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from xcompress.artifact import Artifact, resolve_model
 from xcompress.errors import XCompressError
+from xcompress.ocr import system_defaults as defaults
 from xcompress.pipeline.recipe import DataSpec, Recipe, ReportSpec, StepSpec
 
 Role = Literal["det", "cls", "rec"]
@@ -64,9 +65,9 @@ class SystemSpec(_Frozen):
     eval: list[str] = Field(min_length=1)  # data set names (detection pages with text)
     threads: int = Field(default=2, ge=1)
     limit: int | None = Field(default=None, ge=1)
-    drop_score: float = Field(default=0.5, ge=0, le=1)
-    cls_thresh: float = Field(default=0.9, ge=0, le=1)
-    rec_batch: int = Field(default=6, ge=1)  # crops per recognizer call (PaddleOCR: 6)
+    drop_score: float = Field(default=defaults.DROP_SCORE, ge=0, le=1)
+    cls_thresh: float = Field(default=defaults.CLS_THRESH, ge=0, le=1)
+    rec_batch: int = Field(default=defaults.REC_BATCH, ge=1)  # crops per recognizer call
 
 
 class SystemRecipe(_Frozen):
