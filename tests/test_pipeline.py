@@ -191,6 +191,13 @@ def test_recipe_trains_a_new_model_from_scratch(tmp_path):
     rep = run_recipe(recipe, tmp_path / "run").report
     assert [r["artifact"] for r in rep["rows"]] == ["original", "trained", "onnx"]
     assert rep["model"]["name"] == "crnn-scratch"
+    # the untrained start has no digest in its card (it is inside the file): the file's own
+    from xcompress.fsutil import sha256_file
+
+    first = tmp_path / "run" / "original" / "model.pt"
+    assert rep["model"]["sha256"] == sha256_file(first)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["artifacts"][0]["sha256"] == sha256_file(first)
     ev = load_dataset_texts(tmp_path / "run" / "data" / "ev")
     assert ev and all(set(t) <= set("0123456789 ") for t in ev)  # the charset's digits
     assert rep["rows"][2]["metrics"] and not rep["rows"][1]["metrics"]  # a .pt: once exported

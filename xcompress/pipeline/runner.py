@@ -23,7 +23,13 @@ from pydantic import BaseModel
 
 from xcompress.artifact import Artifact, resolve_model
 from xcompress.errors import XCompressError
-from xcompress.fsutil import mark_output, prepare_output_dir, write_json, write_text
+from xcompress.fsutil import (
+    mark_output,
+    prepare_output_dir,
+    sha256_file,
+    write_json,
+    write_text,
+)
 from xcompress.pipeline.recipe import (
     CropsSpec,
     DataSpec,
@@ -341,7 +347,7 @@ def _report(recipe: Recipe, original: Artifact, data: dict[str, Path], rows: lis
     return {
         "recipe": recipe.model_dump(mode="json"),
         "model": {"name": original.card.name, "path": str(original.path),
-                  "sha256": original.card.sha256, "task": original.task},
+                  "sha256": _sha256(original), "task": original.task},
         "data": {name: {"path": str(p), "samples": len(load_dataset(p)),
                         "source": "synthetic (xcompress data synth)" if recipe.data[name].synth
                         else "user"} for name, p in data.items()},
@@ -355,13 +361,20 @@ def _report(recipe: Recipe, original: Artifact, data: dict[str, Path], rows: lis
     }
 
 
+def _sha256(art: Artifact) -> str:
+    """The card's digest of the model file, or the file's own: a checkpoint carries its card
+    inside, so that card cannot hold the digest of the file it is in (a model trained from
+    scratch starts from one)."""
+    return art.card.sha256 or sha256_file(art.path)
+
+
 def _write_run(out: Path, recipe: Recipe, report: dict[str, Any],
                chain: list[tuple[str, Artifact]]) -> None:
     write_json(out / "report.json", report)
     write_text(out / "report.md", render_markdown(report))
     write_json(out / "manifest.json", {
         "recipe": recipe.name,
-        "artifacts": [{"label": lab, "path": str(a.path), "sha256": a.card.sha256,
+        "artifacts": [{"label": lab, "path": str(a.path), "sha256": _sha256(a),
                        "parent": a.card.parent, "step": a.card.step} for lab, a in chain],
     })
 
