@@ -13,7 +13,7 @@ import pytest
 
 from xcompress.data import load_dataset, read_image
 from xcompress.data.synth import AugmentConfig, SynthConfig, TextPicker, generate, make_det_scene
-from xcompress.data.synth.corpus import fit_text
+from xcompress.data.synth.corpus import corpus, draw_text, fit_text, zh_words
 from xcompress.data.synth.fonts import FontSpec
 from xcompress.errors import DataError
 from xcompress.fsutil import sha256_file
@@ -73,6 +73,20 @@ def test_fit_text_keeps_whole_tokens() -> None:
     assert fit_text("Total: 12.50 EUR", set("Total:12.50 ")) == "Total: 12.50"
     assert fit_text("合计 12元", set("合计12 ")) == "合计 12"
     assert fit_text("xyz", set("abc")) == ""
+
+
+def test_chinese_text_covers_far_more_than_the_phrase_corpus() -> None:
+    """The packaged phrases have ~420 distinct characters; a model distilled or calibrated on
+    them never sees most of the charset. The zh mix must reach well beyond them."""
+    rng = np.random.default_rng(0)
+    phrases = set("".join(corpus("zh")))
+    drawn = [zh_words(rng) for _ in range(2000)]
+    chars = {c for t in drawn for c in t if ord(c) > 0x2E7F} - set("，、。：")
+    assert all(2 <= len(t) for t in drawn)
+    assert len(chars) > 1500
+    assert len(chars - phrases) > 1000
+    mix = {c for _ in range(2000) for c in draw_text(rng, "zh")}
+    assert len(mix - phrases) > 500
 
 
 def test_picker_refuses_charset_without_drawable_chars() -> None:
