@@ -17,6 +17,7 @@ from xcompress.data.synth.corpus import corpus, draw_text, fit_text, zh_words
 from xcompress.data.synth.fonts import FontSpec
 from xcompress.errors import DataError
 from xcompress.fsutil import sha256_file
+from xcompress.train.tasks import expand_synth
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
 FONTS = tuple(DEJAVU / f for f in ("DejaVuSans.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSansMono.ttf"))
@@ -77,7 +78,8 @@ def test_fit_text_keeps_whole_tokens() -> None:
 
 def test_chinese_text_covers_far_more_than_the_phrase_corpus() -> None:
     """The packaged phrases have ~420 distinct characters; a model distilled or calibrated on
-    them never sees most of the charset. The zh mix must reach well beyond them."""
+    them never sees most of the charset. The zh-wide mix (the training data of distillation)
+    must reach well beyond them."""
     rng = np.random.default_rng(0)
     phrases = set("".join(corpus("zh")))
     drawn = [zh_words(rng) for _ in range(2000)]
@@ -85,8 +87,13 @@ def test_chinese_text_covers_far_more_than_the_phrase_corpus() -> None:
     assert all(2 <= len(t) for t in drawn)
     assert len(chars) > 1500
     assert len(chars - phrases) > 1000
-    mix = {c for _ in range(2000) for c in draw_text(rng, "zh")}
+    mix = {c for _ in range(2000) for c in draw_text(rng, "zh-wide")}
     assert len(mix - phrases) > 500
+    from xcompress.zoo.charset import charset_from_model
+
+    cs = charset_from_model("ppocr-v4-rec")
+    if cs:  # bare synth data of prune / QAT: both scripts, Chinese the wide mix
+        assert expand_synth(["synth", "x/"], list(cs)) == ["synth:en", "synth:zh-wide", "x/"]
 
 
 def test_picker_refuses_charset_without_drawable_chars() -> None:

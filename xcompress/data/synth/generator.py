@@ -426,7 +426,7 @@ def _encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
 
 def _fonts(cfg: SynthConfig) -> tuple[FontSpec, ...]:
     if cfg.fonts is None:
-        return discover_fonts(cjk=cfg.lang in ("zh", "mix"))
+        return discover_fonts(cjk=cfg.lang in ("zh", "zh-wide", "mix"))
     specs = []
     for p in cfg.fonts:
         p = Path(p)
