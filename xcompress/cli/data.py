@@ -39,7 +39,9 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder to create (mus
 # --count is checked by SynthConfig (one error line), not by typer (a usage box).
 CountOpt = Annotated[int, typer.Option("--count", "-n", help="Number of images (at least 1).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Base seed; same seed, same data.")]
-LangOpt = Annotated[str, typer.Option("--lang", help="Text language: en, zh or mix.")]
+LangOpt = Annotated[
+    str, typer.Option("--lang", help="Text language: en, zh, zh-wide (more characters) or mix.")
+]
 ModelOpt = Annotated[
     str,
     typer.Option("--model", help="Zoo name or model folder whose charset labels must fit."),

@@ -21,7 +21,7 @@ class SynthSpec(_Frozen):
     task: Literal["rec", "det", "cls"]
     count: int = Field(ge=1)
     seed: int = 0
-    lang: Literal["en", "zh", "mix"] = "mix"
+    lang: Literal["en", "zh", "zh-wide", "mix"] = "mix"
     #: damage preset (``xcompress data synth --augment``); ``photo``: as photos and scans
     augment: Literal["default", "photo", "none"] = "default"
 

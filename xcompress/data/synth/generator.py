@@ -63,7 +63,7 @@ class SynthConfig:
             ``"cls"`` (line crops, half of them upside down, labelled ``0`` / ``180``).
         count: number of images.
         seed: base seed; sample ``i`` uses ``default_rng([seed, task, i])``.
-        lang: ``"en"``, ``"zh"`` or ``"mix"``.
+        lang: ``"en"``, ``"zh"``, ``"zh-wide"`` or ``"mix"`` (:data:`corpus.LANGS`).
         charset: characters labels may use (a recognizer's charset); None = any the font draws.
         fonts: font files to use; None = discover (DejaVu, plus CJK for zh/mix).
         augment: augmentation probabilities.
