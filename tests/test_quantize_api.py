@@ -205,6 +205,10 @@ def test_report_gives_the_budget_data_its_size_and_interval(tiny, tmp_path):
     assert f"calib-holdout (given, {acc['n']})" in md and "drop 95% CI" in md
     # a given calibration set: no warning about synthetic data
     assert not any("synthetic" in w for w in res.report["warnings"])
+    # the bias correction is reported with the check that decided it
+    bc = res.report["bias_correction"]
+    assert set(bc) == {"applied", "layers", "disagreement", "seconds"}
+    assert not bc["applied"] or bc["disagreement"][1] < bc["disagreement"][0]
 
 
 def test_tensor_groups_follow_the_producing_op():

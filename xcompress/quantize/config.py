@@ -59,6 +59,10 @@ class QuantizeConfig(BaseModel):
         det_size: detectors are timed at 1x3x``det_size``x``det_size`` (pages themselves
             are resized as the card says, 960 px long side for PP-OCR).
         rec_width: width of the recognizer input used for timing (height from the card).
+        bias_correction: correct each layer's int32 bias for the mean output shift int8
+            causes (:mod:`xcompress.quantize.bias`); kept only where it lowers the
+            disagreement with float.
+        bias_samples: calibration inputs the shifts are measured on (None: all of them).
         allow_slower: write the int8 model even when it is not faster than float on the
             target (by default that is a BudgetError and nothing is written).
     """
@@ -92,4 +96,6 @@ class QuantizeConfig(BaseModel):
     latency_runs: int = Field(default=20, ge=3)
     det_size: int = Field(default=960, ge=32)
     rec_width: int = Field(default=320, ge=16)
+    bias_correction: bool = True
+    bias_samples: int | None = Field(default=None, ge=1)
     allow_slower: bool = False

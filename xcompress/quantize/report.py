@@ -44,6 +44,9 @@ def build_report(ctx: QuantizeContext, upgraded: Upgraded, timing: PlanTiming,
                         "candidates": cal.candidates, "samples": len(ctx.data.calib),
                         "widths": [ctx.data.widths[0], ctx.data.widths[-1]],
                         "tensor_groups": cal.groups, "chosen_by": cal.rule},
+        "bias_correction": {"applied": chosen.bias.applied, "layers": chosen.bias.layers,
+                            "disagreement": list(chosen.bias.disagreement or ()),
+                            "seconds": chosen.bias.seconds},
         "size": {"fp32_bytes": fp32_bytes, "int8_bytes": int8_bytes,
                  "ratio": int8_bytes / fp32_bytes},
         "accuracy": {k: {"metric": signal.metric, "fp32": final.fp32_metrics[k],
@@ -97,6 +100,14 @@ def _candidate(label: str, score: Any) -> str:
     return f"{label} {score * 100:.2f} pt"
 
 
+def _bias_line(bc: dict[str, Any] | None) -> str:
+    if not bc or not bc.get("layers"):
+        return ""
+    before, after = bc["disagreement"]
+    return (f" Bias correction of {bc['layers']} layers: disagreement with float "
+            f"{before:.4f} -> {after:.4f}, " + ("applied." if bc["applied"] else "not applied."))
+
+
 def render_markdown(r: dict[str, Any]) -> str:
     """Render the report dict written by :func:`xcompress.quantize.quantize` as Markdown."""
     m, size, lat, cal = r["model"], r["size"], r["latency"], r["calibration"]
@@ -109,7 +120,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         + (f"; chosen by {cal.get('chosen_by', 'the budget metric drop')}: " + ", ".join(
             _candidate(k, v) for k, v in cal["candidates"].items())
            if cal.get("candidates")
-           else "") + ".",
+           else "") + "." + _bias_line(r.get("bias_correction")),
         f"Opset {m['opset']} -> {m['upgraded_opset']}; float outputs after upgrade / rewrites "
         f"differ by at most {r['float_check']['upgrade_max_diff']:.1e} / "
         f"{r['float_check']['rewrite_max_diff']:.1e}. Took {r['time_s']:.0f} s.",

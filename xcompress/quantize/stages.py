@@ -8,7 +8,8 @@ the report :mod:`xcompress.quantize.report`)::
     ctx      = QuantizeContext.create(...)            # what every later stage reads
     timing   = time_plans(ctx, upgraded.model)        # PlanTiming: rewritten plans, speed, order
     search   = search_plans(ctx, timing)              # PlanSearch: per plan CalibrationChoice
-                                                      #   + FloatFallback; first within budget
+                                                      #   + BiasChoice + FloatFallback; first
+                                                      #   within budget
     final    = measure_final(ctx, search.chosen)      # FinalMeasurement: latency, fp32, CI
 
 A stage never writes outside the scratch folder (``ctx.work``); only ``quantize`` publishes
@@ -324,6 +325,8 @@ class CalibrationChoice:
             when one method was configured.
         rule: the rule that chose it, as written in the report's ``chosen_by``.
         groups: ``{tensor group: method}`` the range search changed (:func:`range_search`).
+        disagreement: the all-int8 model's disagreement with float at ``ranges`` on the
+            selection hold-out (None when one method was configured and none was measured).
     """
 
     ranges: dict
@@ -332,6 +335,7 @@ class CalibrationChoice:
     candidates: dict[str, dict[str, float]]
     rule: str
     groups: dict[str, str] = field(default_factory=dict)
+    disagreement: float | None = None
 
 
 def method_spec(spec: str, cfg: QuantizeConfig) -> tuple[str, float]:
@@ -404,13 +408,13 @@ def choose_calibration(ctx: QuantizeContext, name: str, pq: PlanQuantizer, stats
             best = (key, ranges, (meth, pct))
     assert best is not None
     (meth, pct), rule = best[2], choice_rule(cfg, ctx.signal, len(select))
-    ranges, searched = best[1], {}
+    ranges, searched, dis = best[1], {}, best[0][0]
     if cfg.range_search:
-        ranges, searched = range_search(ctx, name, pq, stats, ranges, logits, ref, best[0][0])
+        ranges, searched, dis = range_search(ctx, name, pq, stats, ranges, logits, ref, dis)
         if searched:
             rule += "; then per tensor group: " + ", ".join(
                 f"{g} at {m}" for g, m in searched.items())
-    return CalibrationChoice(ranges, meth, pct, scores, rule, searched)
+    return CalibrationChoice(ranges, meth, pct, scores, rule, searched, dis)
 
 
 def tensor_groups(model: onnx.ModelProto, tensors: Sequence[str]) -> dict[str, list[str]]:
@@ -430,7 +434,7 @@ def _close(a: tuple[float, float], b: tuple[float, float], tol: float = 0.05) ->
 
 def range_search(ctx: QuantizeContext, name: str, pq: PlanQuantizer, stats, ranges: dict,
                  logits: Sequence[str], ref: Sequence[np.ndarray], dis0: float
-                 ) -> tuple[dict, dict[str, str]]:
+                 ) -> tuple[dict, dict[str, str], float]:
     """Per group of tensors (by producing op type), try each of ``cfg.range_search``'s
     methods for that group alone; keep a change when the all-int8 model's disagreement with
     float on the hold-out falls. One greedy pass, groups in graph order.
@@ -457,7 +461,66 @@ def range_search(ctx: QuantizeContext, name: str, pq: PlanQuantizer, stats, rang
                 best, best_dis, chosen[group] = trial, dis, method
                 ctx.log(f"{name}: {group} outputs ({len(tensors)}) at {method}: disagreement "
                         f"{dis:.4f}")
-    return best, chosen
+    return best, chosen, best_dis
+
+
+# --- bias correction -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BiasChoice:
+    """Whether the plan's int8 model got its biases corrected
+    (:mod:`xcompress.quantize.bias`), and the check that decided it.
+
+    Attributes:
+        applied: the correction lowered the disagreement with float and is in the model.
+        layers: layers it corrected (0: off, or nothing to correct).
+        disagreement: ``(without, with)`` on the hold-out that chose the calibration.
+        seconds: time the correction took.
+    """
+
+    applied: bool
+    layers: int = 0
+    disagreement: tuple[float, float] | None = None
+    seconds: float = 0.0
+
+
+def bias_stage(ctx: QuantizeContext, name: str, pq: PlanQuantizer, q_full: onnx.ModelProto,
+               calibration: CalibrationChoice) -> tuple[onnx.ModelProto, BiasChoice]:
+    """Correct the int32 biases of ``q_full`` in the all-int8 context; kept only if the
+    all-int8 model then agrees better with float on the selection hold-out (the signal that
+    chose the ranges). Layers the float fallback later keeps float keep the corrected bias
+    (their int8 weights stay, and with them most of the shift it undoes)."""
+    from xcompress.quantize.bias import correct_biases
+
+    cfg = ctx.cfg
+    if not cfg.bias_correction:
+        return q_full, BiasChoice(False)
+    every = [n for ns in pq.groups.values() for n in ns]
+    base = keep_float(q_full, pq.model, every, cfg.float_weights)
+    inputs = ctx.data.calib_inputs[: cfg.bias_samples] if cfg.bias_samples else \
+        ctx.data.calib_inputs
+    bc = correct_biases(base, pq.model, inputs, cfg.threads, log=ctx.log)
+    if not bc.biases:
+        return q_full, BiasChoice(False)
+    select, signal = ctx.data.select_inputs, ctx.signal
+
+    def disagreement(m: onnx.ModelProto) -> float:
+        runner = OrtRunner(m, threads=cfg.threads)
+        return signal.disagreement(ref, [runner.run(x) for x in select], ctx.card)
+
+    ref_runner = OrtRunner(pq.model, threads=cfg.threads)
+    ref = [ref_runner.run(x) for x in select]
+    before = calibration.disagreement
+    if before is None:
+        before = disagreement(base)
+    after = disagreement(bc.apply(base))
+    applied = after < before
+    ctx.log(f"{name}: bias correction of {len(bc.biases)} layers on {bc.samples} inputs "
+            f"({bc.seconds:.0f}s): disagreement with float {before:.4f} -> {after:.4f}"
+            + ("" if applied else " (worse: not applied)"))
+    choice = BiasChoice(applied, len(bc.biases), (before, after), bc.seconds)
+    return (bc.apply(q_full) if applied else q_full), choice
 
 
 # --- float fallback --------------------------------------------------------------------------
@@ -550,6 +613,7 @@ class PlanResult:
     fp_metrics: Metrics  # the rewritten float model on the budget sets
     metrics: Metrics  # the final int8 model on the budget sets
     calibration: CalibrationChoice
+    bias: BiasChoice
     fallback: FloatFallback
     #: the final int8 model's evaluation results (with per-sample counts) per budget set
     results: dict[str, Any]
@@ -576,7 +640,7 @@ def _try_plan(ctx: QuantizeContext, rp: RewrittenPlan, attempts: list[dict[str, 
                        cfg.float_weights)
     fp_metrics = ctx.metrics_of(rp.model)
     calibration = choose_calibration(ctx, name, pq, stats, fp_metrics)
-    q_full = pq.qdq(calibration.ranges)
+    q_full, bias = bias_stage(ctx, name, pq, pq.qdq(calibration.ranges), calibration)
     fb = float_fallback(ctx, name, pq, q_full, fp_metrics)
     res = fb.result
     attempts.append({"plan": name, "drop_all_int8": fb.drop_all_int8, "best_drop": res.best.drop,
@@ -600,7 +664,7 @@ def _try_plan(ctx: QuantizeContext, rp: RewrittenPlan, attempts: list[dict[str, 
         attempts[-1]["met"] = False
         return None
     return PlanResult(rp, final, {**rp.counts, **post_counts}, fp_metrics, final_metrics,
-                      calibration, fb, final_results)
+                      calibration, bias, fb, final_results)
 
 
 def search_plans(ctx: QuantizeContext, timing: PlanTiming) -> PlanSearch:
