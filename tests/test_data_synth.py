@@ -265,3 +265,22 @@ def test_photo_preset_damages_more_and_default_sets_are_unchanged(tmp_path: Path
     assert photo.jpeg_quality[0] < AugmentConfig().jpeg_quality[0]
     with pytest.raises(DataError, match="--augment"):
         augment_preset("fog")
+
+
+def test_synth_spec_names_language_and_damage() -> None:
+    from xcompress.train.data import SynthSource
+    from xcompress.train.tasks import synth_lang, synth_spec
+
+    assert synth_spec("synth", "en") == ("en", "default")
+    assert synth_spec("synth:zh-wide", "en") == ("zh-wide", "default")
+    assert synth_spec("synth:en:photo", "zh") == ("en", "photo")
+    assert synth_spec("data/lines", "en") is None and synth_lang("synth:zh:photo", "en") == "zh"
+    charset = list(string.printable)
+    light, photo = SynthSource(charset, "en"), SynthSource(charset, "en", "photo")
+    assert photo.name == "synth-en-photo" and light.name == "synth-en"
+    assert photo.cfg.augment.jpeg > light.cfg.augment.jpeg
+    # same text, other damage: the preset changes pixels, not labels
+    (_, ta), (_, tb) = light.sample(5, 0), photo.sample(5, 0)
+    assert ta == tb
+    with pytest.raises(DataError, match="unknown --augment"):
+        SynthSource(charset, "en", "blurry")

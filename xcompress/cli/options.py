@@ -11,6 +11,10 @@ from xcompress.errors import XCompressError
 
 TASKS = ("rec", "det", "cls")
 
+#: how a --data / --val value is written (see xcompress.train.tasks.synth_spec)
+DATA_SPEC = ("synth[:LANG[:DAMAGE]] (DAMAGE: default, photo or none) or a label folder; "
+             "repeatable")
+
 TaskOpt = Annotated[
     str | None,
     typer.Option("--task", metavar="rec|det|cls",

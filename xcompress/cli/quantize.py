@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from xcompress.cli.options import (
+    DATA_SPEC,
     CharsetOpt,
     ForceOpt,
     TargetOpt,
@@ -67,9 +68,9 @@ def quantize_command(
         "--qat", help="Quantization-aware training of the PTQ int8 graph, distilled from the "
         "float model (recognizers); resumable.")] = False,
     data: Annotated[list[str] | None, typer.Option(
-        "--data", help="--qat training data: synth[:LANG] or a label folder; repeatable.")] = None,
+        "--data", help=f"--qat training data: {DATA_SPEC}.")] = None,
     val: Annotated[list[str] | None, typer.Option(
-        "--val", help="--qat held-out set: synth[:LANG] or a label folder; repeatable.")] = None,
+        "--val", help=f"--qat held-out set: {DATA_SPEC}.")] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="--qat training steps.")] = 600,
     minutes: Annotated[float | None, typer.Option(
         "--minutes", help="--qat: stop training after this many minutes.")] = None,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from xcompress.cli.options import ForceOpt, TargetOpt
+from xcompress.cli.options import DATA_SPEC, ForceOpt, TargetOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -31,9 +31,9 @@ def search_command(
     max_params: Annotated[float | None, typer.Option(
         "--max-params", help="Hard budget: parameters.")] = None,
     data: Annotated[list[str] | None, typer.Option(
-        "--data", help="Fine-tune data: synth[:LANG] or a label folder; repeatable.")] = None,
+        "--data", help=f"Fine-tune data: {DATA_SPEC}.")] = None,
     val: Annotated[list[str] | None, typer.Option(
-        "--val", help="Held-out set: synth[:LANG] or a label folder; repeatable.")] = None,
+        "--val", help=f"Held-out set: {DATA_SPEC}.")] = None,
     val_count: Annotated[int, typer.Option("--val-count", min=1,
                                            help="Size of a synthetic held-out set.")] = 200,
     lang: Annotated[str, typer.Option("--lang", help="Synthetic text language (en, zh).")] = "en",

@@ -130,15 +130,18 @@ class SynthSource:
     """Synthetic lines drawn only from ``charset`` (see :mod:`xcompress.data.synth`)."""
 
     def __init__(
-        self, charset: Sequence[str], lang: str = "en", height: tuple[int, int] = (24, 64)
+        self, charset: Sequence[str], lang: str = "en", augment: str = "default",
+        height: tuple[int, int] = (24, 64),
     ) -> None:
         from xcompress.data.synth import SynthConfig, TextPicker
+        from xcompress.data.synth.augment import augment_preset
         from xcompress.data.synth.generator import _fonts
 
         chars = tuple(c for c in charset if c != " ") + ((" ",) if " " in charset else ())
-        self.cfg = SynthConfig(task="rec", count=1, lang=lang, charset=chars, rec_height=height)
+        self.cfg = SynthConfig(task="rec", count=1, lang=lang, charset=chars, rec_height=height,
+                               augment=augment_preset(augment))
         self.picker = TextPicker(_fonts(self.cfg), lang, chars)
-        self.name = f"synth-{lang}"
+        self.name = f"synth-{lang}" + ("" if augment == "default" else f"-{augment}")
 
     def sample(self, seed: int, index: int) -> tuple[np.ndarray, str]:
         from xcompress.data.synth import make_rec_sample

@@ -33,14 +33,29 @@ if TYPE_CHECKING:
 SYNTH = "synth"
 
 
-def synth_lang(spec: str, default: str) -> str | None:
-    """The language of a synthetic data spec (``synth`` -> ``default``, ``synth:zh`` -> zh),
-    or None for a folder. Several ``synth:LANG`` sources mix languages in one run."""
+def synth_spec(spec: str, default: str) -> tuple[str, str] | None:
+    """``(language, damage preset)`` of a synthetic data spec, or None for a folder.
+
+    ``synth`` -> ``(default, "default")``, ``synth:zh`` -> ``("zh", "default")``,
+    ``synth:zh:photo`` -> ``("zh", "photo")`` (the presets of ``xcompress data synth
+    --augment``). Several specs mix languages and damage in one run.
+
+    Example:
+        >>> synth_spec("synth:zh-wide:photo", "en"), synth_spec("data/lines", "en")
+        (('zh-wide', 'photo'), None)
+    """
     if spec == SYNTH:
-        return default
-    if spec.startswith(SYNTH + ":") and spec[len(SYNTH) + 1 :]:
-        return spec[len(SYNTH) + 1 :]
-    return None
+        return default, "default"
+    if not spec.startswith(SYNTH + ":") or not spec[len(SYNTH) + 1 :]:
+        return None
+    lang, _, preset = spec[len(SYNTH) + 1 :].partition(":")
+    return lang, preset or "default"
+
+
+def synth_lang(spec: str, default: str) -> str | None:
+    """The language of a synthetic data spec (:func:`synth_spec`), or None for a folder."""
+    got = synth_spec(spec, default)
+    return None if got is None else got[0]
 
 
 def synth_langs(charset: list[str] | None, langs: tuple[str, ...] = ("en", "zh"),
@@ -134,17 +149,17 @@ class RecTask(TrainTask):
     def sources(self) -> list[Any]:
         out: list[Any] = []
         for s in self.cfg.train:
-            lang = synth_lang(s, self.cfg.synth_lang)
-            out.append(SynthSource(self.codec.charset, lang) if lang is not None
+            spec = synth_spec(s, self.cfg.synth_lang)
+            out.append(SynthSource(self.codec.charset, *spec) if spec is not None
                        else FolderSource(s, self.codec))  # fmt: skip
         return out
 
     def val_sets(self) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {}
         for s in self.cfg.val:
-            lang = synth_lang(s, self.cfg.synth_lang)
-            if lang is not None:
-                src = SynthSource(self.codec.charset, lang)
+            spec = synth_spec(s, self.cfg.synth_lang)
+            if spec is not None:
+                src = SynthSource(self.codec.charset, *spec)
                 items = src.items(self.cfg.seed + VAL_SEED, self.cfg.val_count)
                 name = SYNTH if s == SYNTH else s
             else:
@@ -185,11 +200,12 @@ class RecTask(TrainTask):
 class SynthDetSource:
     """Synthetic detection scenes from :mod:`xcompress.data.synth`, streamed on the fly."""
 
-    def __init__(self, lang: str = "en") -> None:
+    def __init__(self, lang: str = "en", augment: str = "default") -> None:
         from xcompress.data.synth import SynthConfig, TextPicker
+        from xcompress.data.synth.augment import augment_preset
         from xcompress.data.synth.generator import _fonts
 
-        self.cfg = SynthConfig(task="det", count=1, lang=lang)
+        self.cfg = SynthConfig(task="det", count=1, lang=lang, augment=augment_preset(augment))
         self.picker = TextPicker(_fonts(self.cfg), lang, None)
 
     def sample(self, seed: int, index: int) -> tuple[np.ndarray, list[np.ndarray], list[bool]]:
@@ -274,15 +290,15 @@ class DetTask(TrainTask):
         )
 
     def sources(self) -> list[Any]:
-        return [SynthDetSource(lang) if (lang := synth_lang(s, self.cfg.synth_lang)) is not None
+        return [SynthDetSource(*spec) if (spec := synth_spec(s, self.cfg.synth_lang)) is not None
                 else FolderDetSource(s) for s in self.cfg.train]  # fmt: skip
 
     def val_sets(self) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {}
         for s in self.cfg.val:
-            lang = synth_lang(s, self.cfg.synth_lang)
-            if lang is not None:
-                src = SynthDetSource(lang)
+            spec = synth_spec(s, self.cfg.synth_lang)
+            if spec is not None:
+                src = SynthDetSource(*spec)
                 items = src.items(self.cfg.seed + VAL_SEED, self.cfg.val_count)
                 out[s] = [_det_sample(*item) for item in items]
             else:
