@@ -4,7 +4,7 @@ For each model, one run, one table:
 
 * ``defaults``: ``xcompress quantize MODEL`` with no data (built-in synthetic calibration);
   ablations of the defaults where asked (``--ablate``): the generator's light damage instead
-  of the photo preset, no per-group range search;
+  of the photo preset, no per-group range search, no bias correction;
 * ``own-data``: calibrated on the even-numbered samples of the held-out sets (the user's own
   data), its budget checked on a split of them, scored on the odd-numbered ones.
 
@@ -38,6 +38,8 @@ DET_SETS = ("det-mix", "doc-det")
 ABLATIONS = {
     "defaults, light synthetic damage": {"synth_augment": "default"},
     "defaults, no range search": {"range_search": ()},
+    "defaults, no bias correction": {"bias_correction": False},
+    "int8-conv plan (--plan int8-conv)": {"plans": ("int8-conv",)},
 }
 
 
@@ -105,6 +107,7 @@ def quantize_run(model: str, out: Path, calib: Path | None, fields: dict) -> dic
             "plan": r["plan"]["name"], "float_layers": len(r["layers"]["kept_float"]),
             "method": r["calibration"]["method"], "percentile": r["calibration"]["percentile"],
             "tensor_groups": r["calibration"].get("tensor_groups", {}),
+            "bias_correction": r.get("bias_correction", {}).get("applied", False),
             "size_ratio": r["size"]["ratio"], "speedup": r["latency"]["ratio"],
             "fp32_ms": r["latency"]["fp32_median_ms"],
             "int8_ms": r["latency"]["int8_median_ms"],
@@ -113,7 +116,8 @@ def quantize_run(model: str, out: Path, calib: Path | None, fields: dict) -> dic
                              for k, v in r["accuracy"].items()}}
 
 
-def run(out: Path, models: list[str], ablate: list[str]) -> dict:
+def run(out: Path, models: list[str], ablate: list[str], own_data: list[str] | None = None,
+        ablations: list[str] | None = None) -> dict:
     from xcompress.artifact import resolve_model
 
     out.mkdir(parents=True, exist_ok=True)
@@ -136,9 +140,11 @@ def run(out: Path, models: list[str], ablate: list[str]) -> dict:
         variants: dict[str, dict] = {"defaults": quantize_run(name, mdir / "defaults", None, {})}
         if name in ablate:
             for label, fields in ABLATIONS.items():
+                if ablations is not None and label not in ablations:
+                    continue
                 variants[label] = quantize_run(name, mdir / label.replace(", ", "-").replace(
                     " ", "_"), None, fields)
-        if even:
+        if even and (own_data is None or name in own_data):
             own = copy_set([(e, slice(None)) for e in even],
                            out / "halves" / f"own-{task}-{name}")
             variants["own-data"] = quantize_run(name, mdir / "own-data", own, {})
@@ -178,6 +184,8 @@ def markdown(results: dict) -> str:
             meth = v["method"] + (f" {v['percentile']:g}" if v.get("percentile") else "")
             if v.get("tensor_groups"):
                 meth += " (" + ", ".join(f"{g}: {x}" for g, x in v["tensor_groups"].items()) + ")"
+            if v.get("bias_correction"):
+                meth += " + bias correction"
             lines.append(f"| {label} | {v['plan']} | {v['float_layers']} | {meth} | "
                          f"{v['size_ratio'] * 100:.1f} | {v['speedup']:.2f}x | "
                          f"{v['fp32_ms']:.1f} | {v['int8_ms']:.1f} | {v['time_s']:.0f} |")
@@ -204,8 +212,12 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["ppocr-v4-rec", "ppocr-v4-det",
                                                     "ppocr-v5-rec", "ppocr-v4-cls"])
     ap.add_argument("--ablate", nargs="*", default=["ppocr-v4-rec"])
+    ap.add_argument("--ablations", nargs="*", choices=list(ABLATIONS),
+                    help="only these ablations (default: all)")
+    ap.add_argument("--own-data", nargs="*", help="models calibrated on own data too "
+                    "(default: all)")
     a = ap.parse_args()
-    res = run(a.out, a.models, a.ablate)
+    res = run(a.out, a.models, a.ablate, a.own_data, a.ablations)
     md = markdown(res)
     (a.out / "transfer.md").write_text(md)
     print(md)

@@ -21,8 +21,8 @@ its speed stay the same.
 
 Measured on PP-OCRv4 rec, int8-conv plan, percentile 99.98 ranges, 100 photo-damaged synthetic
 calibration lines; CER* increase over fp32 on held-out degraded lines (200 each, other fonts
-and texts, ``benchmarks/heldout.py``): en -0.28 -> -0.37, zh +0.67 -> +0.26, doc-en +1.07 ->
-+0.18, doc-zh +1.48 -> +0.25, codes +0.94 -> +0.00.
+and texts, ``benchmarks/heldout.py``): zh +0.67 -> +0.15, doc-en +1.07 -> +0.51, doc-zh
++1.48 -> +0.30, codes +0.94 -> +0.19 (``benchmarks/results/quantize_transfer.md``).
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ from onnx import numpy_helper
 
 from xcompress.quantize.graph import GraphView
 
-#: suffix onnxruntime's quantizer gives the producer output of a quantized graph output
-_RENAMED = "_QuantizeLinear_Input"
 #: ops whose int32 bias (input 2) is corrected; their output channel axis is 1
 BIAS_OPS = ("Conv", "ConvTranspose", "Gemm")
 
@@ -133,19 +131,22 @@ def correct_biases(q: onnx.ModelProto, fp32: onnx.ModelProto, inputs: Sequence[n
                    log: Callable[[str], None] | None = None) -> BiasCorrection:
     """Sequential empirical bias correction of int8 model ``q`` against ``fp32``.
 
-    ``q`` and ``fp32`` must name the corrected layers' outputs alike (a QDQ model made from
-    ``fp32`` by :func:`xcompress.quantize.qdq.quantize_qdq` does). One forward pass of the
+    ``q`` and ``fp32`` must name the corrected layers alike (a QDQ model made from ``fp32``
+    by :func:`xcompress.quantize.qdq.quantize_qdq` keeps node names); layers without a
+    namesake in ``fp32`` are left alone. One forward pass of the
     inputs per layer (onnxruntime runs only what the requested output needs).
     """
     t0 = time.perf_counter()
-    made = {o for n in fp32.graph.node for o in n.output}
+    # the fp32 tensor of a layer is found by node name, not tensor name: onnxruntime's
+    # quantizer renames outputs (a graph output's producer becomes y_QuantizeLinear_Input;
+    # a Conv whose Relu / Clip it removes writes the activation's output name, so by name
+    # the fp32 side would be the tensor *after* the activation)
+    fp_out = {n.name: n.output[0] for n in fp32.graph.node if n.name and n.output}
     targets, fp_name = [], {}
     for t in bias_targets(q, only):
-        # onnxruntime renames a graph output's producer: y -> Conv -> y_QuantizeLinear_Input
-        name = t.output if t.output in made else t.output.removesuffix(_RENAMED)
-        if name in made:
+        if t.node in fp_out:
             targets.append(t)
-            fp_name[t.output] = name
+            fp_name[t.output] = fp_out[t.node]
     work = onnx.ModelProto()
     work.CopyFrom(q)
     inits = {t.name: t for t in work.graph.initializer}

@@ -60,8 +60,10 @@ class QuantizeConfig(BaseModel):
             are resized as the card says, 960 px long side for PP-OCR).
         rec_width: width of the recognizer input used for timing (height from the card).
         bias_correction: correct each layer's int32 bias for the mean output shift int8
-            causes (:mod:`xcompress.quantize.bias`); kept only where it lowers the
-            disagreement with float.
+            causes (:mod:`xcompress.quantize.bias`), kept only where it lowers the
+            disagreement with float (measured on PP-OCRv4: rec int8-all 0.0231 -> 0.0197, the
+            budget then met by the faster plan; det 0.045 -> 0.032, held-out Hmean unchanged
+            within its interval). About 1 s per layer on 100 lines or 24 pages.
         bias_samples: calibration inputs the shifts are measured on (None: all of them).
         allow_slower: write the int8 model even when it is not faster than float on the
             target (by default that is a BudgetError and nothing is written).
