@@ -74,20 +74,12 @@ def _channel_means(model: onnx.ModelProto, names: Sequence[str], inputs: Sequenc
                    threads: int) -> dict[str, np.ndarray]:
     """Mean over every axis but 1 (channels) of each tensor in ``names``, over ``inputs``
     (pixel-weighted: inputs may differ in width)."""
-    import onnxruntime as ort
-
-    from xcompress.runtime.ort import session_options
+    from xcompress.quantize.qdq import _expose
+    from xcompress.runtime.ort import ort_session
 
     if not names:
         return {}
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    have = {o.name for o in m.graph.output}
-    for n in names:
-        if n not in have:
-            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(n))
-    sess = ort.InferenceSession(m.SerializeToString(), session_options(threads),
-                                providers=["CPUExecutionProvider"])
+    sess = ort_session(_expose(model, names), threads)
     feed = sess.get_inputs()[0].name
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = dict.fromkeys(names, 0)
