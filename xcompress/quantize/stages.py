@@ -518,7 +518,7 @@ def bias_stage(ctx: QuantizeContext, name: str, pq: PlanQuantizer, q_full: onnx.
     applied = after < before
     ctx.log(f"{name}: bias correction of {len(bc.biases)} layers on {bc.samples} inputs "
             f"({bc.seconds:.0f}s): disagreement with float {before:.4f} -> {after:.4f}"
-            + ("" if applied else " (worse: not applied)"))
+            + ("" if applied else " (not lower: not applied)"))
     choice = BiasChoice(applied, len(bc.biases), (before, after), bc.seconds)
     return (bc.apply(q_full) if applied else q_full), choice
 
