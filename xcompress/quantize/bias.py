@@ -51,20 +51,18 @@ class BiasTarget:
     scale: str  # its DequantizeLinear scale (s_x * s_w per channel)
 
 
-def bias_targets(q: onnx.ModelProto, only: set[str] | None = None) -> list[BiasTarget]:
-    """Layers of QDQ model ``q`` with an int32 bias initializer, in graph order.
-
-    ``only``: node names to restrict to (None: all)."""
+def bias_targets(q: onnx.ModelProto) -> list[BiasTarget]:
+    """Layers of QDQ model ``q`` with an int32 bias initializer, in graph order."""
     g = GraphView(q)
     out = []
     for n in q.graph.node:
-        if n.op_type not in BIAS_OPS or len(n.input) < 3 or (only is not None
-                                                               and n.name not in only):
+        if n.op_type not in BIAS_OPS or len(n.input) < 3:
             continue
         dq = g.producer.get(n.input[2])
-        if dq is None or dq.op_type != "DequantizeLinear" or g.const(dq.input[0]) is None:
+        if dq is None or dq.op_type != "DequantizeLinear":
             continue
-        if g.const(dq.input[0]).dtype != np.int32:
+        bias = g.const(dq.input[0])
+        if bias is None or bias.dtype != np.int32:
             continue
         out.append(BiasTarget(n.name, n.output[0], dq.input[0], dq.input[1]))
     return out
@@ -119,8 +117,8 @@ class BiasCorrection:
 
 
 def correct_biases(q: onnx.ModelProto, fp32: onnx.ModelProto, inputs: Sequence[np.ndarray],
-                   threads: int = 2, only: set[str] | None = None,
-                   log: Callable[[str], None] | None = None) -> BiasCorrection:
+                   threads: int = 2, log: Callable[[str], None] | None = None
+                   ) -> BiasCorrection:
     """Sequential empirical bias correction of int8 model ``q`` against ``fp32``.
 
     ``q`` and ``fp32`` must name the corrected layers alike (a QDQ model made from ``fp32``
@@ -135,7 +133,7 @@ def correct_biases(q: onnx.ModelProto, fp32: onnx.ModelProto, inputs: Sequence[n
     # the fp32 side would be the tensor *after* the activation)
     fp_out = {n.name: n.output[0] for n in fp32.graph.node if n.name and n.output}
     targets, fp_name = [], {}
-    for t in bias_targets(q, only):
+    for t in bias_targets(q):
         if t.node in fp_out:
             targets.append(t)
             fp_name[t.output] = fp_out[t.node]

@@ -496,8 +496,7 @@ def bias_stage(ctx: QuantizeContext, name: str, pq: PlanQuantizer, q_full: onnx.
     cfg = ctx.cfg
     if not cfg.bias_correction:
         return q_full, BiasChoice(False)
-    every = [n for ns in pq.groups.values() for n in ns]
-    base = keep_float(q_full, pq.model, every, cfg.float_weights)
+    base = pq.with_float(q_full, [])  # every layer int8
     inputs = ctx.data.calib_inputs[: cfg.bias_samples] if cfg.bias_samples else \
         ctx.data.calib_inputs
     bc = correct_biases(base, pq.model, inputs, cfg.threads, log=ctx.log)
