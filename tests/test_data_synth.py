@@ -275,6 +275,10 @@ def test_synth_spec_names_language_and_damage() -> None:
     assert synth_spec("synth:zh-wide", "en") == ("zh-wide", "default")
     assert synth_spec("synth:en:photo", "zh") == ("en", "photo")
     assert synth_spec("data/lines", "en") is None and synth_lang("synth:zh:photo", "en") == "zh"
+    with pytest.raises(DataError, match="synth:en:blurry.*unknown damage"):
+        synth_spec("synth:en:blurry", "en")
+    with pytest.raises(DataError, match="unknown language 'xx'"):
+        synth_spec("synth", "xx")
     charset = list(string.printable)
     light, photo = SynthSource(charset, "en"), SynthSource(charset, "en", "photo")
     assert photo.name == "synth-en-photo" and light.name == "synth-en"

@@ -44,12 +44,23 @@ def synth_spec(spec: str, default: str) -> tuple[str, str] | None:
         >>> synth_spec("synth:zh-wide:photo", "en"), synth_spec("data/lines", "en")
         (('zh-wide', 'photo'), None)
     """
+    from xcompress.data.synth.augment import AUGMENT_PRESETS
+    from xcompress.data.synth.corpus import LANGS
+
     if spec == SYNTH:
-        return default, "default"
-    if not spec.startswith(SYNTH + ":") or not spec[len(SYNTH) + 1 :]:
+        lang, preset = default, "default"
+    elif spec.startswith(SYNTH + ":") and spec[len(SYNTH) + 1 :]:
+        lang, _, preset = spec[len(SYNTH) + 1 :].partition(":")
+        preset = preset or "default"
+    else:
         return None
-    lang, _, preset = spec[len(SYNTH) + 1 :].partition(":")
-    return lang, preset or "default"
+    if lang not in LANGS:
+        raise DataError(f"data {spec!r}: unknown language {lang!r}: use one of "
+                        f"{', '.join(LANGS)}")
+    if preset not in AUGMENT_PRESETS:
+        raise DataError(f"data {spec!r}: unknown damage {preset!r}: use one of "
+                        f"{', '.join(AUGMENT_PRESETS)}")
+    return lang, preset
 
 
 def synth_lang(spec: str, default: str) -> str | None:
@@ -110,6 +121,8 @@ class TrainTask(ABC):
 
     def __init__(self, cfg: TrainConfig, model: OCRModel, card: ModelCard) -> None:
         self.cfg, self.model, self.card = cfg, model, card
+        for spec in [*cfg.train, *cfg.val]:  # a mistyped spec fails now, not after minutes
+            synth_spec(spec, cfg.synth_lang)
 
     @abstractmethod
     def sources(self) -> list[Any]:
