@@ -94,6 +94,18 @@ def _capture(model: nn.Module, layer: nn.Module, batch: torch.Tensor, output: bo
     return box[0]
 
 
+def _ran(model: nn.Module, layers: list[nn.Module], batch: torch.Tensor) -> set[nn.Module]:
+    """Which of ``layers`` run in one forward pass of ``model`` on ``batch``."""
+    seen: set[nn.Module] = set()
+    hooks = [m.register_forward_hook(lambda mod, *_: seen.add(mod)) for m in layers]
+    try:
+        model(batch)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
 @torch.no_grad()
 def fit_layer(layer: nn.Module, x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-3) -> float:
     """Least-squares fit of ``layer``'s weight and bias to map inputs ``x`` to outputs ``y``
@@ -195,6 +207,10 @@ def reconstruct(
     order = [m for m in child.modules()
              if m in sources and needs_fit(m, sources[m][0], m in stand_ins)]  # fmt: skip
     try:
+        # layers the deployed forward never runs (the DB head's threshold branch, a
+        # training-only output) cannot be fitted to it: they keep their inherited weights
+        ran = _ran(child, order, data[0])
+        order = [m for m in order if m in ran]
         targets = [_parent_outputs(parent, [sources[m][0] for m in order], b) for b in data]
         for layer in order:
             src, keep = sources[layer]
