@@ -185,6 +185,24 @@ def test_greedy_allocation_takes_the_cheapest_loss_per_mac():
     assert allocate(ps, sens, macs_of, lambda s, m: m < 0)[-1][0] == {"a": 2, "b": 2}
 
 
+def test_a_narrower_width_never_measures_cheaper_than_a_wider_one():
+    from xcompress.prune.plan import Group, PruneSpace, Sensitivity, allocate
+
+    ps = PruneSpace(space=None, groups=(Group("a", (1, 2, 3)), Group("b", (1, 2, 3))), base={})
+    macs = {"a": [0, 30, 60], "b": [0, 30, 60]}
+
+    def macs_of(state):
+        return 120 - macs["a"][state["a"]] - macs["b"][state["b"]]
+
+    # b's last notch measures lower than its first (refit noise): without the running
+    # maximum it would be free and the plan would take b to its narrowest before a
+    raw = {"a": [0, 0.5, 1.0], "b": [0, 2.0, 0.1]}
+    sens = Sensitivity(lambda g, i: raw[g][i], {"a": 0, "b": 0})
+    assert sens("b", 1) == 2.0 and sens("b", 2) == 2.0 and sens.rise[("b", 2)] == 0.1
+    path = allocate(ps, sens, macs_of, lambda s, m: m <= 60)
+    assert path[-1][0] == {"a": 2, "b": 0}
+
+
 # -- the command ----------------------------------------------------------------------------
 
 

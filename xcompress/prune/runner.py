@@ -337,12 +337,16 @@ def _prune_rounds(run: _Run, work: Path, meter: Any, parent_onnx: Path | None
     rounds: list[dict[str, Any]] = []
     final_macs = cfg.target_macs * run.input_macs if cfg.target_macs is not None else None
     t0 = time.monotonic()
+    # --minutes bounds the distillation, not the sensitivity probes: on ppocr-v4-det at
+    # 960x960 the probes alone took 20 minutes, which left a whole-run budget 1 s to distil
+    distilled = 0.0
     for r in range(1, cfg.rounds + 1):
         done = work / f"round-{r}.json"
         if done.is_file():
             rec = json.loads(done.read_text(encoding="utf-8"))
             current, _ = load_checkpoint(work / f"round-{r}.pt")
             state, final_macs = rec["state"], rec["final_macs"]
+            distilled += float(rec.get("distill_seconds", 0.0))
             rounds.append(rec)
             log(f"round {r}/{cfg.rounds}: done before ({rec['macs'] / 1e6:.1f} MMACs), resumed")
             continue
@@ -366,16 +370,19 @@ def _prune_rounds(run: _Run, work: Path, meter: Any, parent_onnx: Path | None
         steps = cfg.steps // cfg.rounds
         left = None
         if cfg.minutes is not None:
-            left = max(cfg.minutes * 60 * r / cfg.rounds - (time.monotonic() - t0), 1.0)
+            left = max(cfg.minutes * 60 * r / cfg.rounds - distilled, 1.0)
         metrics: dict[str, Any] = {}
+        t_distill = time.monotonic()
         if steps > 0:
             log(f"round {r}: distilling {steps} steps"
                 + (f" (at most {left / 60:.1f} min)" if left else ""))
             tcfg = _train_config(cfg, run.data, run.val, steps, cfg.seed + r, run.width, left)
             metrics = finetune_module(child, run.card, tcfg, run.teacher, run.val_sets)
+        distilled += time.monotonic() - t_distill
         rec = {"round": r, "state": new_state, "point": run.pspace.point(new_state),
                "macs": run.macs_of(new_state), "final_macs": final_macs, "refit": refit,
                "sensitivity": sens.table(run.pspace), "val": metrics,
+               "distill_seconds": round(time.monotonic() - t_distill, 1),
                "seconds": round(time.monotonic() - t0, 1)}  # fmt: skip
         save_checkpoint(work / f"round-{r}.pt", child, run.card)
         done.write_text(json.dumps(rec, indent=1), encoding="utf-8")
