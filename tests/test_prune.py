@@ -285,6 +285,29 @@ def test_interrupted_prune_resumes_after_the_last_round(parent, space_file, tmp_
                   log=logs.append)
 
 
+def test_probes_measured_before_an_interruption_are_not_measured_again(parent, space_file,
+                                                                        tmp_path):
+    from xcompress.prune.runner import PruneConfig, run_prune
+
+    cfg = PruneConfig(model=str(parent), out=str(tmp_path / "run"), space=str(space_file),
+                      target_macs=0.5, steps=1, batch_size=4, val_count=4, threads=1,
+                      shape=SHAPE)  # fmt: skip
+    first: list[str] = []
+
+    def stop_after_two(msg: str) -> None:
+        first.append(msg)
+        if sum(m.startswith("  sensitivity") for m in first) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_prune(cfg, log=stop_after_two)
+    done = [m for m in first if m.startswith("  sensitivity")]
+    logs: list[str] = []
+    run_prune(cfg, log=logs.append)
+    assert "  2 sensitivity probe(s) measured before, resumed" in logs
+    assert not set(done) & set(logs)  # the two are not measured again
+
+
 def test_keep_charset_through_the_command(parent, space_file, tmp_path, capsys):
     from xcompress.cli.main import main
 

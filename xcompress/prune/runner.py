@@ -293,10 +293,24 @@ def _plan_round(run: _Run, current: Any, state: dict[str, int], goal_macs: float
     base_loss = loss(current)
     choices = {g.name: g.choices for g in run.pspace.groups}
 
+    # probes measured before an interruption are kept (on ppocr-v4-det at 960x960 each
+    # takes about a minute): a re-run of the same command measures only the missing ones
+    cache = work / f"sensitivity-{run.macs_of(state)}.json"
+    measured = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
+
     def on_probe(group: str, index: int, rise: float) -> None:
+        measured[f"{group}|{index}"] = rise
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(measured), encoding="utf-8")
+        tmp.replace(cache)
         log(f"  sensitivity {group} -> {choices[group][index]}: loss {rise:+.4f}")
 
     sens = Sensitivity(_probe(run, current, state, loss, base_loss), state, on_probe)
+    for key, rise in measured.items():
+        group, _, index = key.rpartition("|")
+        sens.rise[(group, int(index))] = float(rise)
+    if measured:
+        log(f"  {len(measured)} sensitivity probe(s) measured before, resumed")
     if goal_macs is not None:
         path = allocate(run.pspace, sens, run.macs_of, lambda s, m: m <= goal_macs, state)
         return path[-1][0], sens
