@@ -233,7 +233,8 @@ def test_tiny_prune_end_to_end(parent, space_file, tmp_path):
     assert rep["output"]["macs"] <= 0.6 * rep["input"]["macs"]
     assert rep["output"]["params"] < rep["input"]["params"] and rep["latency_ratio"] > 0
     assert rep["round_details"][0]["sensitivity"] and rep["machine"]["threads"] == 1
-    for word in ("MMACs", "threads 1", "onnxruntime", "sensitivity", "fpgm"):
+    assert rep["round_details"][0]["steps_run"] >= 1
+    for word in ("MMACs", "threads 1", "onnxruntime", "sensitivity", "fpgm", "steps run of"):
         assert word in (out / "report.md").read_text(), word
     model, card = load_checkpoint(out / "model.pt")
     assert card.step == "prune" and card.charset == DIGITS

@@ -387,16 +387,18 @@ def _prune_rounds(run: _Run, work: Path, meter: Any, parent_onnx: Path | None
             left = max(cfg.minutes * 60 * r / cfg.rounds - distilled, 1.0)
         metrics: dict[str, Any] = {}
         t_distill = time.monotonic()
+        ran = [0]
         if steps > 0:
             log(f"round {r}: distilling {steps} steps"
                 + (f" (at most {left / 60:.1f} min)" if left else ""))
             tcfg = _train_config(cfg, run.data, run.val, steps, cfg.seed + r, run.width, left)
-            metrics = finetune_module(child, run.card, tcfg, run.teacher, run.val_sets)
+            metrics = finetune_module(child, run.card, tcfg, run.teacher, run.val_sets,
+                                      on_step=lambda n, _loss, ran=ran: ran.__setitem__(0, n))
         distilled += time.monotonic() - t_distill
         rec = {"round": r, "state": new_state, "point": run.pspace.point(new_state),
                "macs": run.macs_of(new_state), "final_macs": final_macs, "refit": refit,
                "sensitivity": sens.table(run.pspace), "val": metrics,
-               "distill_seconds": round(time.monotonic() - t_distill, 1),
+               "distill_seconds": round(time.monotonic() - t_distill, 1), "steps_run": ran[0],
                "seconds": round(time.monotonic() - t0, 1)}  # fmt: skip
         save_checkpoint(work / f"round-{r}.pt", child, run.card)
         done.write_text(json.dumps(rec, indent=1), encoding="utf-8")
@@ -415,7 +417,10 @@ def _report_md(rep: dict[str, Any]) -> str:
              f"{rep['runtime']}, target {rep['machine'].get('target')}: "
              f"{rep['machine'].get('machine', '')}",
              f"- importance {rep['importance']}, channels rounded to {rep['round_to']}, "
-             f"{rep['rounds']} round(s), {rep['steps']} distillation steps", ""]  # fmt: skip
+             f"{rep['rounds']} round(s), "
+             f"{sum(r.get('steps_run', 0) for r in rep.get('round_details', []))} distillation "
+             f"steps run of {rep['steps']}"
+             + (f" (--minutes {rep['minutes']:g})" if rep.get("minutes") else ""), ""]  # fmt: skip
     lines += ["| | input | pruned |", "|---|---:|---:|"]
     for key, label in (("macs", "MMACs"), ("params", "parameters"), ("onnx_mb", "ONNX MB")):
         a, b = rep["input"].get(key), rep["output"].get(key)
@@ -508,7 +513,8 @@ def run_prune(cfg: PruneConfig, log: Any = print, force: bool = False) -> PruneR
         "schema": 1, "model": cfg.model, "arch": run.arch, "data": run.data, "val": run.val,
         "shape": list(run.shape), "importance": cfg.importance, "runtime": _runtime(),
         "round_to": run.pspace.space.divisor if run.pspace else None, "rounds": cfg.rounds,
-        "steps": cfg.steps, "machine": meter.describe(), "charset": run.slim_info,
+        "steps": cfg.steps, "minutes": cfg.minutes, "machine": meter.describe(),
+        "charset": run.slim_info,
         "width_fields": list(run.pspace.space.width_fields) if run.pspace else [],
         "input": {"macs": run.input_macs, "params": in_cost.params,
                   "onnx_mb": _size_mb(parent_onnx), "val": before},
