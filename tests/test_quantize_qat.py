@@ -565,3 +565,39 @@ def test_zoo_float_graph_matches_onnxruntime(name):
     # measured (1 thread): rec 3.0e-6 in 0.2 s; det 1.0e-6, cls 6e-8
     assert p["max_abs_diff"] < 1e-4, p
     assert time.perf_counter() - start < 5
+
+
+def test_selection_exports_the_best_scored_state_and_keeps_ptq_when_nothing_beats_it(
+    tmp_path, monkeypatch
+):
+    from xcompress.quantize.qat_run import _Selection
+
+    graph = torch.nn.Linear(2, 2)
+    scores = iter([0.020, 0.015, 0.030])  # PTQ (step 0), step 100 better, step 200 worse
+    monkeypatch.setattr(_Selection, "score", lambda self: next(scores))
+    sel = _Selection(graph, None, {"v": []}, 10, tmp_path / "best.pt")
+    sel.offer(0)
+    with torch.no_grad():
+        graph.weight.fill_(1.0)
+    sel.offer(100)
+    with torch.no_grad():
+        graph.weight.fill_(2.0)
+    sel.offer(200)
+    assert sel.offer(200) == 0.030  # the same step is not scored twice
+    assert sel.restore() == 100 and torch.all(graph.weight == 1.0)
+    # a resumed run reads the history and the best state back
+    again = _Selection(torch.nn.Linear(2, 2), None, {"v": []}, 10, tmp_path / "best.pt")
+    assert again.history == [(0, 0.020), (100, 0.015), (200, 0.030)]
+    assert again.restore() == 100 and torch.all(again.graph.weight == 1.0)
+
+    # nothing beats PTQ: step 0's state is what gets exported
+    scores = iter([0.010, 0.012])
+    monkeypatch.setattr(_Selection, "score", lambda self: next(scores))
+    graph = torch.nn.Linear(2, 2)
+    start = graph.weight.detach().clone()
+    sel = _Selection(graph, None, {"v": []}, 10, tmp_path / "best2.pt")
+    sel.offer(0)
+    with torch.no_grad():
+        graph.weight.add_(1.0)
+    sel.offer(50)
+    assert sel.restore() == 0 and torch.equal(graph.weight, start)

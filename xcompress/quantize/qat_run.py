@@ -51,6 +51,9 @@ class QATConfig(BaseModel):
     lr: float = Field(0.01, gt=0, description="weights: Adam step in int8 steps (LSB)")
     scale_lr: float = Field(1e-4, gt=0, description="activation scales (log-gain, LSQ-style)")
     save_every: int = Field(50, ge=1)
+    select_every: int = Field(100, ge=1, description="steps between scorings of the val "
+                              "subset; the best-scoring state (PTQ's at step 0) is exported")
+    select_lines: int = Field(100, ge=1, description="val lines per set that choose the state")
     seed: int = 0
     threads: int | None = Field(None, ge=1)
     max_drop: float = Field(0.005, ge=0, le=1, description="the PTQ step's budget")
@@ -99,6 +102,67 @@ class _Graph:
 
     def __call__(self, x: Any) -> Any:
         return self.graph(x)[0]
+
+
+class _Selection:
+    """The trained state to export: the one with the lowest mean CER* on a val subset, PTQ's
+    own (step 0) included, so QAT never publishes a model its val sets score below PTQ.
+
+    Training distils on generated lines; measured on ppocr-v4-rec, 303 steps took the
+    synthetic val CER* from 1.79% to 1.29% while held-out document text got 3-7 points worse
+    than PTQ. Scoring the torch fake-quant graph (the same numerics, no export) every
+    ``select_every`` steps bounds that drift by the val sets. Kept in ``qat_best.pt`` so a
+    resumed run keeps its history.
+    """
+
+    def __init__(self, graph: Any, card: Any, val_sets: dict[str, list[Any]], lines: int,
+                 path: Path) -> None:  # fmt: skip
+        import torch
+
+        self.graph, self.card, self.path = graph, card, path
+        self.sets = {n: s[:lines] for n, s in val_sets.items()}
+        self.history: list[tuple[int, float]] = []
+        self.best: dict[str, Any] | None = None
+        if path.is_file():
+            st = torch.load(path, weights_only=True)
+            self.history = [(int(a), float(b)) for a, b in st["history"]]
+            self.best = {"step": int(st["step"]), "score": float(st["score"]),
+                         "graph": st["graph"]}  # fmt: skip
+
+    def score(self) -> float:
+        import numpy as np
+
+        from xcompress.eval import TorchRunner, evaluate_samples
+
+        was = self.graph.training
+        self.graph.eval()
+        runner = TorchRunner(_Graph(self.graph), self.card)
+        cers = [evaluate_samples(runner, self.card, s).metrics["cer_nospace"]
+                for s in self.sets.values()]  # fmt: skip
+        self.graph.train(was)
+        return float(np.mean(cers))
+
+    def offer(self, step: int) -> float:
+        """Score the graph's current state at ``step``; keep it if it is the best so far."""
+        import copy
+
+        import torch
+
+        if self.history and self.history[-1][0] == step:
+            return self.history[-1][1]
+        value = self.score()
+        self.history.append((step, value))
+        if self.best is None or value < self.best["score"]:
+            self.best = {"step": step, "score": value,
+                         "graph": copy.deepcopy(self.graph.state_dict())}  # fmt: skip
+        torch.save({**self.best, "history": self.history}, self.path)
+        return value
+
+    def restore(self) -> int:
+        """Load the best state into the graph; its step."""
+        assert self.best is not None
+        self.graph.load_state_dict(self.best["graph"])
+        return int(self.best["step"])
 
 
 def run_qat(cfg: QATConfig, log: Any = print, force: bool = False) -> QATResult:
@@ -181,6 +245,10 @@ def run_qat(cfg: QATConfig, log: Any = print, force: bool = False) -> QATResult:
     t0 = time.monotonic() - seconds
     budget = cfg.minutes * 60 if cfg.minutes else None
     loss_avg = None
+    selection = _Selection(graph, ptq_card, val_sets, cfg.select_lines, work / "qat_best.pt")
+    if step == 0:
+        ptq_cer = selection.offer(0)
+        log(f"  PTQ (step 0): val subset CER* {ptq_cer:.2%}")
     graph.train()
     while step < cfg.steps and (budget is None or time.monotonic() - t0 < budget):
         x, _ = task.batch([next(stream) for _ in range(cfg.batch_size)])
@@ -198,8 +266,18 @@ def run_qat(cfg: QATConfig, log: Any = print, force: bool = False) -> QATResult:
                         "seconds": time.monotonic() - t0}, state_path)  # fmt: skip
             log(f"  QAT step {step}/{cfg.steps}: KL {loss_avg:.4f} "
                 f"({(time.monotonic() - t0) / 60:.1f} min)")
+        if step % cfg.select_every == 0:
+            value = selection.offer(step)
+            log(f"  QAT step {step}: val subset CER* {value:.2%} (best: step "
+                f"{selection.best['step']}, {selection.best['score']:.2%})")
+    selection.offer(step)
     graph.eval()
-    log(f"step 3/3: export and checks after {step} steps")
+    chosen = selection.restore()
+    if chosen == 0:
+        log(f"step 3/3: no QAT state scored below PTQ on the val subset in {step} steps: "
+            "exporting PTQ's values (the model is PTQ's)")
+    else:
+        log(f"step 3/3: export and checks, the state of step {chosen} of {step}")
     trained = graph.to_onnx()
 
     # 3. checks: parity torch fake-quant vs onnxruntime; PTQ vs QAT accuracy
@@ -233,6 +311,9 @@ def run_qat(cfg: QATConfig, log: Any = print, force: bool = False) -> QATResult:
     ptq_report = json.loads((ptq_dir / "report.json").read_text(encoding="utf-8"))
     report = {
         "schema": 1, "model": cfg.model, "method": "qat", "steps": step,
+        "selection": {"every": cfg.select_every, "lines_per_set": cfg.select_lines,
+                      "metric": "mean cer_nospace over the val sets (torch fake-quant)",
+                      "selected_step": chosen, "history": selection.history},
         "minutes": round((time.monotonic() - t0) / 60, 2), "data": data, "val": val,
         "lr": cfg.lr, "scale_lr": cfg.scale_lr, "batch_size": cfg.batch_size,
         "ptq": {k: ptq_report.get(k) for k in ("plan", "latency", "size", "machine",
@@ -242,7 +323,8 @@ def run_qat(cfg: QATConfig, log: Any = print, force: bool = False) -> QATResult:
         "metrics": metrics,
     }  # fmt: skip
     new_card = ptq_card.derive(name=f"{card.name}-int8-qat", step="quantize-qat",
-                               notes={**ptq_card.notes, "qat": {"steps": step}})  # fmt: skip
+                               notes={**ptq_card.notes,
+                                      "qat": {"steps": step, "selected_step": chosen}})  # fmt: skip
     with atomic_dir(out, command="quantize") as tmp:
         shutil.copy2(tmp_model, tmp / "model.int8.onnx")
         new_card.save(tmp)
@@ -259,6 +341,9 @@ def _markdown(r: dict[str, Any]) -> str:
              f"- {r['steps']} steps in {r['minutes']} min, batch {r['batch_size']}, "
              f"lr {r['lr']:g} (weights) / {r['scale_lr']:g} (activation scales)",
              f"- data: {', '.join(r['data'])}; val: {', '.join(r['val'])}",
+             f"- exported: the state of step {r['selection']['selected_step']} (lowest mean "
+             f"CER* on {r['selection']['lines_per_set']} val lines per set, scored every "
+             f"{r['selection']['every']} steps; step 0 is PTQ)",
              f"- PTQ plan: {r['ptq'].get('plan')}",
              f"- parity, torch fake-quant vs onnxruntime on the exported graph: max |diff| "
              f"{r['parity']['max_abs_diff']:.2e}; identical CTC decoding on "
