@@ -9,7 +9,9 @@ Steps (the run resumes from its work folder after an interruption):
    trainable under per-channel symmetric int8 fake quantization with the PTQ scales, every
    activation scale learnable (LSQ), rounding half to even as onnxruntime's QuantizeLinear;
    trained to match the float model's output distribution (KL) on the training data;
-   a checkpoint of the trainable state every ``save_every`` steps;
+   a checkpoint of the trainable state every ``save_every`` steps; every ``select_every``
+   steps the graph is scored on a val subset, and the best state (PTQ's at step 0 included)
+   is the one exported;
 3. the trained values written back into the same graph (same nodes, so exactly the PTQ
    model's speed), then checked: the max difference between the torch fake-quant model and
    onnxruntime on the exported graph, the share of val lines whose greedy CTC decoding is
@@ -106,11 +108,11 @@ class _Graph:
 
 class _Selection:
     """The trained state to export: the one with the lowest mean CER* on a val subset, PTQ's
-    own (step 0) included, so QAT never publishes a model its val sets score below PTQ.
+    own (step 0) included, so QAT never publishes a state that scores worse than PTQ there.
 
     Training distils on generated lines; measured on ppocr-v4-rec, 303 steps took the
     synthetic val CER* from 1.79% to 1.29% while held-out document text got 3-7 points worse
-    than PTQ. Scoring the torch fake-quant graph (the same numerics, no export) every
+    than PTQ. Scoring the torch fake-quant graph (the numerics QAT trains, no export) every
     ``select_every`` steps bounds that drift by the val sets. Kept in ``qat_best.pt`` so a
     resumed run keeps its history.
     """
