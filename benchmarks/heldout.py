@@ -430,6 +430,13 @@ def make_doc_pages(out: Path, n: int, seed: int, charset: set[str]) -> Path:
                             hard=True)
 
 
+def det_sets(root: Path, charset: set[str]) -> dict[str, Path]:
+    """The detection held-out sets every benchmark scores on (same seeds, same pages):
+    ``doc-det`` (40 document pages) and ``det-mix`` (30 mixed English / Chinese pages)."""
+    return {"doc-det": make_doc_pages(root / "doc-det", 40, 7, charset),
+            "det-mix": make_det_heldout((root / "det-mix").resolve(), 30, 303, charset)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)

@@ -49,6 +49,18 @@ def _ascii_subset(src: Path, out: Path) -> tuple[Path, int]:
     return out, len(keep)
 
 
+def _latency_cell(sp: dict | None) -> str:
+    """fp32 latency vs the input (1 / speed-up) with its interval; the input's own row: 1."""
+    if not sp:
+        return "1.000x"
+    return f"{1 / sp['speedup']:.3f}x ({1 / sp['ci95'][1]:.3f}-{1 / sp['ci95'][0]:.3f})"
+
+
+def _plan_line(report_md: str) -> str:
+    """The ``Plan:`` line of a prune report."""
+    return next((line for line in report_md.splitlines() if line.startswith("Plan:")), "")
+
+
 def _row(model: Path | str, sets: dict[str, Path]) -> dict[str, dict[str, float]]:
     return {k: _eval(Path(model), d) for k, d in sets.items()}
 
@@ -90,13 +102,11 @@ def bench_rec(args: argparse.Namespace) -> None:
           "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for name, r in rows.items():
         h, sp = r["heldout"], r.get("vs_input")
-        lat = (f"{1 / sp['speedup']:.3f}x ({1 / sp['ci95'][1]:.3f}-{1 / sp['ci95'][0]:.3f})"
-               if sp else "1.000x")
+        lat = _latency_cell(sp)
         md.append(f"| {name} | {r['macs'] / 1e6:.1f} | {r['size'] / 1e6:.2f} | "
                   f"{h['en']['cer_nospace']:.2%} | {h['en']['cer']:.2%} | "
                   f"{h['zh']['cer_nospace']:.2%} | {h['zh']['cer']:.2%} | {lat} |")
-    plan = next((line for line in rep.splitlines() if line.startswith("Plan:")), "")
-    md += ["", plan]
+    md += ["", _plan_line(rep)]
     _write(out, result, md)
 
 
@@ -110,10 +120,7 @@ def bench_det(args: argparse.Namespace) -> None:
     pruned = out / "pruned"
     parent = resolve_model("ppocr-v4-det")
     rec_charset = set(resolve_model("ppocr-v4-rec").card.charset or [])
-    root = args.heldout
-    sets = {"doc-det": heldout.make_doc_pages(root / "doc-det", 40, 7, rec_charset),
-            "det-mix": heldout.make_det_heldout((root / "det-mix").resolve(), 30, 303,
-                                                rec_charset)}  # fmt: skip
+    sets = heldout.det_sets(args.heldout, rec_charset)
     if not (pruned / "model.onnx").is_file():
         _cli("prune", "ppocr-v4-det", "--out", str(pruned), "--target-macs", str(args.macs),
              "--minutes", str(args.minutes), "--steps", str(args.steps), "--importance",
@@ -145,8 +152,7 @@ def bench_det(args: argparse.Namespace) -> None:
     base = rows["input fp32"]["hmean"]
     for name, r in rows.items():
         sp, ci = r.get("vs_input"), r.get("hmean_delta_ci95", {})
-        lat = (f"{1 / sp['speedup']:.3f}x ({1 / sp['ci95'][1]:.3f}-{1 / sp['ci95'][0]:.3f})"
-               if sp else "1.000x")
+        lat = _latency_cell(sp)
         cells = []
         for k in sets:
             d = 100 * (r["hmean"][k] - base[k])
@@ -155,8 +161,7 @@ def bench_det(args: argparse.Namespace) -> None:
                       else ""]  # fmt: skip
         md.append(f"| {name} | {r['macs'] / 1e6:.1f} | {r['size'] / 1e6:.2f} | "
                   + " | ".join(cells) + f" | {lat} |")
-    plan = next((line for line in rep.splitlines() if line.startswith("Plan:")), "")
-    md += ["", plan]
+    md += ["", _plan_line(rep)]
     _write(out, result, md)
 
 

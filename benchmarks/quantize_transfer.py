@@ -48,8 +48,7 @@ def held_out_sets(root: Path, charset: set[str]) -> dict[str, Path]:
     sets = {}
     for kind in ("en", "zh", "digits", *heldout.DOC_KINDS):
         sets[kind] = heldout.make_set(root / kind, kind, 200, 7, charset)
-    sets["doc-det"] = heldout.make_doc_pages(root / "doc-det", 40, 7, charset)
-    sets["det-mix"] = heldout.make_det_heldout((root / "det-mix").resolve(), 30, 303, charset)
+    sets.update(heldout.det_sets(root, charset))
     return sets
 
 

@@ -36,11 +36,12 @@ def heldout_sets(root: Path) -> dict[str, Path]:
     from xcompress.artifact import resolve_model
 
     cs = set(resolve_model("ppocr-v4-rec").card.charset or [])
+    det = heldout.det_sets(root, cs)
     return {
-        "det-mix": heldout.make_det_heldout((root / "det-mix").resolve(), 30, 303, cs),
+        "det-mix": det["det-mix"],
         "e2e-mix": heldout.make_det_heldout((root / "e2e-mix").resolve(), 30, 404, cs,
                                             hard=True),
-        "doc-det": heldout.make_doc_pages(root / "doc-det", 40, 7, cs),
+        "doc-det": det["doc-det"],
     }
 
 
