@@ -132,11 +132,13 @@ class Sensitivity:
     one probe per group plus one per step taken, not the whole table."""
 
     def __init__(self, probe: Callable[[str, int], float], base: dict[str, int],
-                 on_probe: Any = None) -> None:  # fmt: skip
+                 on_probe: Any = None, known: dict[tuple[str, int], float] | None = None
+                 ) -> None:  # fmt: skip
         self._probe = probe  # (group, choice index) -> loss rise vs the model at ``base``
         self.base = dict(base)
         self._on_probe = on_probe
-        self.rise: dict[tuple[str, int], float] = {}
+        # rises measured before (a resumed run), not probed again
+        self.rise: dict[tuple[str, int], float] = dict(known or {})
 
     def __call__(self, group: str, index: int) -> float:
         """The rise at ``index``, never below a wider choice's measured rise.

@@ -296,19 +296,19 @@ def _plan_round(run: _Run, current: Any, state: dict[str, int], goal_macs: float
     # probes measured before an interruption are kept (on ppocr-v4-det at 960x960 each
     # takes about a minute): a re-run of the same command measures only the missing ones
     cache = work / f"sensitivity-{run.macs_of(state)}.json"
-    measured = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
+    rows = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else []
+    measured = {(g, int(i)): float(r) for g, i, r in rows}
 
     def on_probe(group: str, index: int, rise: float) -> None:
-        measured[f"{group}|{index}"] = rise
+        measured[(group, index)] = rise
         tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps(measured), encoding="utf-8")
+        tmp.write_text(json.dumps([[g, i, r] for (g, i), r in measured.items()]),
+                       encoding="utf-8")
         tmp.replace(cache)
         log(f"  sensitivity {group} -> {choices[group][index]}: loss {rise:+.4f}")
 
-    sens = Sensitivity(_probe(run, current, state, loss, base_loss), state, on_probe)
-    for key, rise in measured.items():
-        group, _, index = key.rpartition("|")
-        sens.rise[(group, int(index))] = float(rise)
+    sens = Sensitivity(_probe(run, current, state, loss, base_loss), state, on_probe,
+                       measured)  # fmt: skip
     if measured:
         log(f"  {len(measured)} sensitivity probe(s) measured before, resumed")
     if goal_macs is not None:
@@ -394,11 +394,12 @@ def _prune_rounds(run: _Run, work: Path, meter: Any, parent_onnx: Path | None
             tcfg = _train_config(cfg, run.data, run.val, steps, cfg.seed + r, run.width, left)
             metrics = finetune_module(child, run.card, tcfg, run.teacher, run.val_sets,
                                       on_step=lambda n, _loss, ran=ran: ran.__setitem__(0, n))
-        distilled += time.monotonic() - t_distill
+        spent = time.monotonic() - t_distill
+        distilled += spent
         rec = {"round": r, "state": new_state, "point": run.pspace.point(new_state),
                "macs": run.macs_of(new_state), "final_macs": final_macs, "refit": refit,
                "sensitivity": sens.table(run.pspace), "val": metrics,
-               "distill_seconds": round(time.monotonic() - t_distill, 1), "steps_run": ran[0],
+               "distill_seconds": round(spent, 1), "steps_run": ran[0],
                "seconds": round(time.monotonic() - t0, 1)}  # fmt: skip
         save_checkpoint(work / f"round-{r}.pt", child, run.card)
         done.write_text(json.dumps(rec, indent=1), encoding="utf-8")
