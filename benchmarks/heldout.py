@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import datetime
 import random
 import sys
 from pathlib import Path
@@ -42,6 +43,12 @@ FONTS_ZH = [
 
 
 # --- held-out data ------------------------------------------------------------------------------
+#: Faker draws dates up to "now" by default, so a set rendered on another day had other dates
+#: (the 2026-12-02 and 12-04 renderings differed by a day on a few lines): pinned to the day
+#: the published sets were first rendered
+_DATES_END = datetime.datetime(2026, 12, 2)
+
+
 def _texts(lang: str, n: int, seed: int, charset: set[str]) -> list[str]:
     from faker import Faker
 
@@ -54,7 +61,8 @@ def _texts(lang: str, n: int, seed: int, charset: set[str]) -> list[str]:
                   lambda: f"电话：{fk.phone_number()}"]
     else:
         makers = [lambda: fk.address().replace("\n", ", "), fk.company, fk.catch_phrase,
-                  fk.phone_number, lambda: fk.date(pattern="%d %B %Y"), fk.job,
+                  fk.phone_number,
+                  lambda: fk.date(pattern="%d %B %Y", end_datetime=_DATES_END), fk.job,
                   lambda: f"Invoice {fk.bothify('??-#####').upper()} "
                           f"total ${rng.uniform(1, 999):.2f}",
                   fk.bs, fk.email]
