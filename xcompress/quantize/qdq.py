@@ -366,3 +366,83 @@ __all__ = [
     "quantize_qdq",
     "softmax_logits",
 ]
+
+
+def _clip_bounds(g: GraphView, n: onnx.NodeProto) -> tuple[float, float]:
+    """The output interval of a Clip (opset >= 11 inputs or the older attributes)."""
+    from xcompress.quantize.graph import attr
+
+    lo = g.scalar(n.input[1]) if len(n.input) > 1 and n.input[1] else attr(n, "min")
+    hi = g.scalar(n.input[2]) if len(n.input) > 2 and n.input[2] else attr(n, "max")
+    return (-np.inf if lo is None else float(lo), np.inf if hi is None else float(hi))
+
+
+def _invariant_interval(g: GraphView, x: str, n: onnx.NodeProto) -> tuple[float, float]:
+    """An interval ``[a, b]`` such that clamping ``x`` to it leaves ``n``'s output unchanged
+    (``(-inf, inf)`` when none is known)."""
+    if n.op_type == "Clip" and n.input[0] == x:
+        return _clip_bounds(g, n)
+    if n.op_type == "Relu":
+        return (0.0, np.inf)
+    if n.op_type == "HardSwish":
+        return (-3.0, np.inf)
+    if n.op_type == "HardSigmoid":
+        from xcompress.quantize.graph import attr
+
+        alpha, beta = float(attr(n, "alpha", 0.2)), float(attr(n, "beta", 0.5))
+        if alpha > 0:
+            return (-beta / alpha, (1.0 - beta) / alpha)
+    if n.op_type == "Add":  # x + c read only by Clip(lo, hi): clamp x to [lo - c, hi - c]
+        c = g.scalar(g.other_input(n, x) or "")
+        clip = g.sole_consumer(n.output[0])
+        if c is not None and clip is not None and clip.op_type == "Clip" \
+                and clip.input[0] == n.output[0]:
+            lo, hi = _clip_bounds(g, clip)
+            return (lo - c, hi - c)
+    if n.op_type == "Mul":  # decomposed hard-swish x * Clip(x + c, 0, hi): 0 for x <= -c
+        z = g.other_input(n, x)
+        clip = g.producer.get(z or "")
+        if clip is not None and clip.op_type == "Clip" and _clip_bounds(g, clip)[0] == 0.0:
+            add = g.producer.get(clip.input[0])
+            if add is not None and add.op_type == "Add" and x in add.input:
+                c = g.scalar(g.other_input(add, x) or "")
+                if c is not None:
+                    return (-c, np.inf)
+    return (-np.inf, np.inf)
+
+
+def saturation_bounds(model: onnx.ModelProto) -> dict[str, tuple[float, float]]:
+    """``{tensor: (a, b)}``: activations whose every reader ignores values outside ``[a, b]``.
+
+    A calibrated range wider than that spends int8 steps on values the next ops saturate
+    anyway: the pre-activation output of a Conv before a decomposed hard-swish
+    (``x * Clip(x + 3, 0, 6) / 6`` is 0 for every ``x <= -3``) or a HardSigmoid, ``x + 3``
+    before its ``Clip(0, 6)``, the input of a Relu. Clamping such a tensor to its bounds
+    changes no output of the float model, so intersecting its range with them only makes the
+    int8 steps finer (:func:`tighten_ranges`).
+
+    Example (``y = x * Clip(x + 3, 0, 6)``): ``x`` may be clamped to ``[-3, inf)``, ``x + 3``
+    to ``[0, 6]``.
+    """
+    g = GraphView(model)
+    out: dict[str, tuple[float, float]] = {}
+    for t, readers in g.consumers.items():
+        if not readers or t in g.graph_outputs or t in g.inits:
+            continue
+        spans = [_invariant_interval(g, t, n) for n in readers]
+        lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
+        if np.isfinite(lo) or np.isfinite(hi):
+            out[t] = (lo, hi)
+    return out
+
+
+def tighten_ranges(ranges: dict[str, tuple[float, float]],
+                   bounds: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """``ranges`` intersected with :func:`saturation_bounds` (each still containing 0)."""
+    out = dict(ranges)
+    for t, (a, b) in bounds.items():
+        if t in out:
+            lo, hi = out[t]
+            lo, hi = max(lo, a), min(hi, b)
+            out[t] = (min(lo, 0.0), max(hi, 0.0)) if lo < hi else out[t]
+    return out

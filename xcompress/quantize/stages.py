@@ -42,7 +42,9 @@ from xcompress.quantize.qdq import (
     keep_float,
     layer_groups,
     quantize_qdq,
+    saturation_bounds,
     softmax_logits,
+    tighten_ranges,
 )
 from xcompress.quantize.rewrites import apply_rewrites, get_rewrite, upgrade_opset
 from xcompress.quantize.signals import Signal
@@ -293,10 +295,13 @@ class PlanQuantizer:
     groups: dict[str, list[str]]
     per_channel: bool
     float_weights: bool
+    #: :func:`~xcompress.quantize.qdq.saturation_bounds` every range is intersected with
+    bounds: dict = field(default_factory=dict)
 
     def qdq(self, ranges: dict) -> onnx.ModelProto:
         """Every quantizable op with Q/DQ at ``ranges`` (not yet rewired)."""
-        return quantize_qdq(self.model, ranges, self.op_types, per_channel=self.per_channel)
+        return quantize_qdq(self.model, tighten_ranges(ranges, self.bounds), self.op_types,
+                            per_channel=self.per_channel)
 
     def all_int8(self, ranges: dict) -> onnx.ModelProto:
         """Every layer int8 at ``ranges``."""
@@ -636,7 +641,8 @@ def _try_plan(ctx: QuantizeContext, rp: RewrittenPlan, attempts: list[dict[str, 
     ctx.log(f"{name}: activation statistics of {len(stats)} tensors in "
             f"{time.perf_counter() - t_cal:.1f}s")
     pq = PlanQuantizer(rp.model, op_types, layer_groups(rp.model, op_types), cfg.per_channel,
-                       cfg.float_weights)
+                       cfg.float_weights,
+                       saturation_bounds(rp.model) if cfg.saturation_ranges else {})
     fp_metrics = ctx.metrics_of(rp.model)
     calibration = choose_calibration(ctx, name, pq, stats, fp_metrics)
     q_full, bias = bias_stage(ctx, name, pq, pq.qdq(calibration.ranges), calibration)
