@@ -44,8 +44,8 @@ FONTS_ZH = [
 
 # --- held-out data ------------------------------------------------------------------------------
 #: Faker draws dates up to "now" by default, so a set rendered on another day had other dates
-#: (the 2026-12-02 and 12-04 renderings differed by a day on a few lines): pinned to the day
-#: the published sets were first rendered
+#: (renderings a day apart differed by a day on a few lines): pinned to the day the published
+#: sets were first rendered
 _DATES_END = datetime.datetime(2026, 12, 2)
 
 

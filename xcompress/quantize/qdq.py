@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 
 from xcompress.quantize.calibrate import TensorStats
-from xcompress.quantize.graph import GraphView, prune_unused
+from xcompress.quantize.graph import GraphView, attr, prune_unused
 
 #: Ops whose weights make a layer; every other quantized op joins the layer feeding it.
 ANCHOR_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
@@ -356,22 +356,8 @@ def _restore_removed_activations(
     _toposort(out)
 
 
-__all__ = [
-    "ANCHOR_OPS",
-    "ensure_node_names",
-    "float_tensors",
-    "gather_stats",
-    "keep_float",
-    "layer_groups",
-    "quantize_qdq",
-    "softmax_logits",
-]
-
-
 def _clip_bounds(g: GraphView, n: onnx.NodeProto) -> tuple[float, float]:
     """The output interval of a Clip (opset >= 11 inputs or the older attributes)."""
-    from xcompress.quantize.graph import attr
-
     lo = g.scalar(n.input[1]) if len(n.input) > 1 and n.input[1] else attr(n, "min")
     hi = g.scalar(n.input[2]) if len(n.input) > 2 and n.input[2] else attr(n, "max")
     return (-np.inf if lo is None else float(lo), np.inf if hi is None else float(hi))
@@ -387,8 +373,6 @@ def _invariant_interval(g: GraphView, x: str, n: onnx.NodeProto) -> tuple[float,
     if n.op_type == "HardSwish":
         return (-3.0, np.inf)
     if n.op_type == "HardSigmoid":
-        from xcompress.quantize.graph import attr
-
         alpha, beta = float(attr(n, "alpha", 0.2)), float(attr(n, "beta", 0.5))
         if alpha > 0:
             return (-beta / alpha, (1.0 - beta) / alpha)
@@ -446,3 +430,17 @@ def tighten_ranges(ranges: dict[str, tuple[float, float]],
             lo, hi = max(lo, a), min(hi, b)
             out[t] = (min(lo, 0.0), max(hi, 0.0)) if lo < hi else out[t]
     return out
+
+
+__all__ = [
+    "ANCHOR_OPS",
+    "ensure_node_names",
+    "float_tensors",
+    "gather_stats",
+    "keep_float",
+    "layer_groups",
+    "quantize_qdq",
+    "saturation_bounds",
+    "softmax_logits",
+    "tighten_ranges",
+]
