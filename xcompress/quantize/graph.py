@@ -73,6 +73,14 @@ class GraphView:
         self.inits[name] = t
         return name
 
+    def clip_bounds(self, clip: onnx.NodeProto) -> tuple[float, float]:
+        """A Clip's output interval, from its inputs (opset >= 11) or its attributes (older);
+        a bound it does not set is infinite."""
+        ins = clip.input
+        lo = self.scalar(ins[1]) if len(ins) > 1 and ins[1] else attr(clip, "min")
+        hi = self.scalar(ins[2]) if len(ins) > 2 and ins[2] else attr(clip, "max")
+        return (-np.inf if lo is None else float(lo), np.inf if hi is None else float(hi))
+
     # -- structure -------------------------------------------------------------------------
     def sole_consumer(self, tensor: str) -> onnx.NodeProto | None:
         """The only node reading ``tensor``, if it is not also a graph output."""

@@ -356,18 +356,11 @@ def _restore_removed_activations(
     _toposort(out)
 
 
-def _clip_bounds(g: GraphView, n: onnx.NodeProto) -> tuple[float, float]:
-    """The output interval of a Clip (opset >= 11 inputs or the older attributes)."""
-    lo = g.scalar(n.input[1]) if len(n.input) > 1 and n.input[1] else attr(n, "min")
-    hi = g.scalar(n.input[2]) if len(n.input) > 2 and n.input[2] else attr(n, "max")
-    return (-np.inf if lo is None else float(lo), np.inf if hi is None else float(hi))
-
-
 def _invariant_interval(g: GraphView, x: str, n: onnx.NodeProto) -> tuple[float, float]:
     """An interval ``[a, b]`` such that clamping ``x`` to it leaves ``n``'s output unchanged
     (``(-inf, inf)`` when none is known)."""
     if n.op_type == "Clip" and n.input[0] == x:
-        return _clip_bounds(g, n)
+        return g.clip_bounds(n)
     if n.op_type == "Relu":
         return (0.0, np.inf)
     if n.op_type == "HardSwish":
@@ -381,12 +374,12 @@ def _invariant_interval(g: GraphView, x: str, n: onnx.NodeProto) -> tuple[float,
         clip = g.sole_consumer(n.output[0])
         if c is not None and clip is not None and clip.op_type == "Clip" \
                 and clip.input[0] == n.output[0]:
-            lo, hi = _clip_bounds(g, clip)
+            lo, hi = g.clip_bounds(clip)
             return (lo - c, hi - c)
     if n.op_type == "Mul":  # decomposed hard-swish x * Clip(x + c, 0, hi): 0 for x <= -c
         z = g.other_input(n, x)
         clip = g.producer.get(z or "")
-        if clip is not None and clip.op_type == "Clip" and _clip_bounds(g, clip)[0] == 0.0:
+        if clip is not None and clip.op_type == "Clip" and g.clip_bounds(clip)[0] == 0.0:
             add = g.producer.get(clip.input[0])
             if add is not None and add.op_type == "Add" and x in add.input:
                 c = g.scalar(g.other_input(add, x) or "")

@@ -259,11 +259,7 @@ def _match_hardsigmoid_core(g: GraphView, x: str, add: onnx.NodeProto):
     clip = g.sole_consumer(add.output[0])
     if clip is None or clip.op_type != "Clip":
         return None
-    if len(clip.input) >= 3:
-        lo, hi = g.scalar(clip.input[1]), g.scalar(clip.input[2])
-    else:  # opset < 11 attributes
-        lo, hi = attr(clip, "min"), attr(clip, "max")
-    if lo != 0.0 or hi != 6.0:
+    if g.clip_bounds(clip) != (0.0, 6.0):
         return None
     return clip
 
