@@ -194,6 +194,45 @@ def test_compare_min_time_adds_rounds(fake_profiler, tmp_path):
     assert c.a.n_runs == c.b.n_runs == c.rounds > 4
 
 
+class NoisyProfiler(FakeProfiler):
+    """The fake board with +-20% seeded noise on every run: a shared machine."""
+
+    def time_round(self, loaded: Loaded, n: int) -> list[float]:
+        rng = loaded.state.setdefault("rng", np.random.default_rng(len(str(loaded.path))))
+        return [t * float(rng.uniform(0.8, 1.2)) for t in super().time_round(loaded, n)]
+
+
+def _half_width(c) -> float:
+    return max(c.ratio - c.ci95_low, c.ci95_high - c.ratio) / c.ratio
+
+
+def test_compare_ratio_precision_times_until_the_interval_is_narrow(tmp_path):
+    prof = NoisyProfiler(FAKE_TARGET)
+    a, b = write_fake(tmp_path / "a.onnx", 1.0), write_fake(tmp_path / "bb.onnx", 2.0)
+    loose = prof.compare(a, b, ProfileConfig(shape=(1,), runs=10, warmup=0))
+    assert loose.rounds == 10 and _half_width(loose) > 0.02  # 10 noisy runs: a wide interval
+    tight = prof.compare(a, b, ProfileConfig(shape=(1,), runs=10, warmup=0, ratio_precision=0.02,
+                                             max_time_s=60.0))  # fmt: skip
+    assert tight.rounds > 10
+    assert _half_width(tight) <= 0.02
+    assert tight.ratio == pytest.approx(0.5, rel=0.03)
+
+
+def test_compare_ratio_precision_stops_at_max_time(tmp_path):
+    prof = NoisyProfiler(FAKE_TARGET)
+    a, b = write_fake(tmp_path / "a.onnx", 1.0), write_fake(tmp_path / "bb.onnx", 2.0)
+    c = prof.compare(a, b, ProfileConfig(shape=(1,), runs=4, warmup=0, ratio_precision=1e-6,
+                                         max_time_s=0.2))  # fmt: skip
+    spent = sum(c.a.samples_ms) + sum(c.b.samples_ms)
+    assert 200.0 <= spent <= 200.0 + 2 * 1.2 * 2.04 * 1.05  # stops within one round of it
+
+
+def test_compare_ratio_precision_adds_nothing_when_already_precise(fake_profiler, tmp_path):
+    a, b = write_fake(tmp_path / "a.onnx", 1.0), write_fake(tmp_path / "b.onnx", 2.0)
+    c = fake_profiler.compare(a, b, ProfileConfig(shape=(1,), runs=6, ratio_precision=0.01))
+    assert c.rounds == 6  # exact ratios: the interval has no width
+
+
 def test_threads_fall_back_to_machine_cores(monkeypatch, tmp_path):
     monkeypatch.setitem(profile_base._PROFILERS, "ssh", FakeProfiler)
     prof = get_profiler(FAKE_TARGET.model_copy(update={"default_threads": None}))

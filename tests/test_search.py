@@ -70,7 +70,8 @@ def space_file(tmp_path_factory) -> Path:
 def _args(parent: Path, space: Path, out: Path, *extra: str) -> list[str]:
     return ["search", str(parent), "--space", str(space), "--out", str(out), "--trials", "4",
             "--finetune-steps", "2", "--final-steps", "2", "--batch-size", "4", "--val-count",
-            "6", "--threads", "1", "--shape", "1x3x32x128", *extra]  # fmt: skip
+            "6", "--threads", "1", "--shape", "1x3x32x128", "--timing-seconds", "0.3",
+            *extra]  # fmt: skip
 
 
 # -- spaces ---------------------------------------------------------------------------------
@@ -140,6 +141,42 @@ def test_predictor_recovers_a_linear_cost_and_reports_leave_one_out_error():
     coef = np.array(fit_coefficients(pts))
     assert np.allclose(coef, true, rtol=1e-6, atol=1e-9)
     assert max(loo_abs_pct_errors(pts)) < 1e-6
+
+
+def test_timing_meter_takes_the_median_ratio_of_fresh_sessions(tmp_path):
+    """One measurement = `sessions` alternating runs, each loading both models anew; the
+    median ratio wins, so one slow session cannot decide it; timing_s splits over them."""
+    from xcompress.profile import Loaded, ProfileConfig, Profiler
+    from xcompress.profile.machine import machine_from_cpuinfo
+    from xcompress.search.latency import TimingMeter, open_meter
+    from xcompress.targets import Target
+
+    speeds = iter([1.0, 1.0, 1.5, 1.0, 1.0, 1.0])  # per load: the 2nd run's candidate is slow
+    loads: list[str] = []
+
+    class Board(Profiler):
+        def load(self, model_path: Path, config: ProfileConfig, threads: int) -> Loaded:
+            loads.append(model_path.name)
+            base = float(model_path.read_text()) * next(speeds)
+            return Loaded(path=model_path, runtime="ort", runtime_version="0", threads=threads,
+                          shape=config.shape, state=base)  # fmt: skip
+
+        def time_round(self, loaded: Loaded, n: int) -> list[float]:
+            return [loaded.state] * n
+
+        def machine(self):
+            return machine_from_cpuinfo("", "aarch64", 2)
+
+    target = Target(name="b", kind="ssh", isa="aarch64", cores=2, runtimes=("ort",))
+    cand, par = tmp_path / "cand.onnx", tmp_path / "par.onnx"
+    cand.write_text("1.0")
+    par.write_text("4.0")
+    meter = open_meter(Board(target), (1, 3, 8, 8), 1, runs=3, timing_s=0.6)
+    assert isinstance(meter, TimingMeter) and meter.max_time_s == pytest.approx(0.2)
+    value, parent_value = meter.pair(cand, par)
+    assert loads == ["cand.onnx", "par.onnx"] * 3  # three runs, each in new sessions
+    assert parent_value == pytest.approx(4.0) and value == pytest.approx(1.0)  # 0.375 outvoted
+    assert "median ratio of 3 runs" in meter.describe()["method"]
 
 
 def test_features_count_depthwise_apart(parent, tmp_path):

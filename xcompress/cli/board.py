@@ -60,6 +60,9 @@ def calibrate(
     ] = None,
     samples: Annotated[int, typer.Option("--samples", min=8, help="Subnets to measure.")] = 32,
     seed: Annotated[int, typer.Option("--seed", help="Which subnets.")] = 0,
+    timing_seconds: Annotated[float, typer.Option(
+        "--timing-seconds", min=0.01, help="Most seconds of timed runs per subnet (host, "
+        "ssh): more is steadier.")] = 9.0,
 ) -> None:
     """Build the latency predictor of a target for a model's search space (cached).
 
@@ -79,7 +82,7 @@ def calibrate(
     sp = load_space(space, src.module.arch)
     sp.check_fits(src.module)
     shp = parse_shape(shape) if shape else default_shape(src.card)
-    meter = open_meter(target, shp, threads)
+    meter = open_meter(target, shp, threads, timing_s=timing_seconds)
 
     def on_point(i: int, total: int, point: object, m: object) -> None:
         typer.echo(f"{i + 1}/{total}: {m.normalized:.3f} {m.unit} "  # type: ignore[attr-defined]

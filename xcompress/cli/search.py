@@ -57,6 +57,9 @@ def search_command(
         "--shape", help="Input shape the latency is measured at, e.g. 1x3x48x320.")] = None,
     threads: Annotated[int | None, typer.Option("--threads", min=1,
                                                 help="Threads (timing and training).")] = None,
+    timing_seconds: Annotated[float, typer.Option(
+        "--timing-seconds", min=0.01, help="Most seconds of timed runs per latency "
+        "measurement (host, ssh): more is steadier.")] = 9.0,
     force: ForceOpt = False,
 ) -> None:
     """Search smaller architectures of a trained model under latency budgets; resumable.
@@ -76,6 +79,7 @@ def search_command(
         final_steps=final_steps, batch_size=batch_size, storage=storage, study=study,
         workers=workers, seed=seed, sampler=sampler,
         shape=parse_shape(shape) if shape else None, threads=threads,
+        timing_seconds=timing_seconds,
     )  # fmt: skip
     res = run_search(cfg, log=default_log(), force=force)
     n_eval = sum(1 for r in res.trials if r.get("error") is not None)

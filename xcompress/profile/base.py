@@ -55,6 +55,12 @@ class ProfileConfig(BaseModel):
             seconds (per model), so fast models get enough samples.
         seed: seed of the random input.
         round_runs: in :meth:`Profiler.compare`, runs of one model per turn before switching.
+        ratio_precision: in :meth:`Profiler.compare`, keep timing rounds past ``runs`` (and
+            ``min_time_s``) until the 95% interval of the ratio is within this fraction of it
+            on each side (0.02: +-2%), or until ``max_time_s``. A fixed run count is too few
+            samples on a noisy shared machine and wastes time on a quiet one.
+        max_time_s: the most seconds of timed runs (both models together) that
+            ``ratio_precision`` may spend.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -66,6 +72,8 @@ class ProfileConfig(BaseModel):
     min_time_s: float | None = Field(default=None, gt=0)
     seed: int = 0
     round_runs: int = Field(default=1, ge=1)
+    ratio_precision: float | None = Field(default=None, gt=0, lt=1)
+    max_time_s: float = Field(default=10.0, gt=0)
 
 
 class LatencyResult(BaseModel):
@@ -213,8 +221,9 @@ class Profiler(ABC):
 
         Both are loaded and warmed up, then timed in rounds whose order alternates
         (A B, B A, A B, ...: ABBA pairs), ``config.round_runs`` runs per turn, until each has
-        ``config.runs`` runs (and ``min_time_s`` seconds, if set). Drift in machine speed then
-        hits both models alike.
+        ``config.runs`` runs (and ``min_time_s`` seconds, if set) and, with
+        ``ratio_precision``, until the ratio's 95% interval is that narrow or ``max_time_s``
+        is spent. Drift in machine speed then hits both models alike.
         """
         a = self._open(model_a, config)
         try:
@@ -229,7 +238,15 @@ class Profiler(ABC):
                 self.time_round(a, config.warmup)
                 self.time_round(b, config.warmup)
             done = 0
-            while done < config.runs or _short(a_runs, b_runs, config.min_time_s):
+            spent_a = spent_b = 0.0  # ms of timed runs so far
+            check_at = config.runs
+            while True:
+                if done >= config.runs and min(spent_a, spent_b) >= (config.min_time_s or 0) * 1e3:
+                    if not _more_rounds(a_runs, b_runs, spent_a + spent_b, config,
+                                        check_now=done >= check_at):  # fmt: skip
+                        break
+                    if done >= check_at:
+                        check_at = int(done * 1.5) + 1  # re-checked ever less often
                 left = config.runs - done
                 n = min(config.round_runs, left) if left > 0 else config.round_runs
                 first, second = (a, b) if len(a_runs) % 2 == 0 else (b, a)
@@ -237,6 +254,8 @@ class Profiler(ABC):
                 t_second = self.time_round(second, n)
                 a_runs.append(t_first if first is a else t_second)
                 b_runs.append(t_second if first is a else t_first)
+                spent_a += sum(a_runs[-1])
+                spent_b += sum(b_runs[-1])
                 done += n
         finally:
             self.close(a)
@@ -306,10 +325,33 @@ def _flat(rounds: list[list[float]]) -> list[float]:
     return [t for r in rounds for t in r]
 
 
-def _short(a_runs: list[list[float]], b_runs: list[list[float]], min_time_s: float | None) -> bool:
-    if not min_time_s:
+def _ratio_interval(sa: np.ndarray, sb: np.ndarray, seed: int,
+                    resamples: int = _BOOTSTRAP_SAMPLES) -> tuple[float, float]:  # fmt: skip
+    """95% paired bootstrap interval of median(A) / median(B): runs k of A and k of B happened
+    in the same round, so resampling k keeps each pair's shared machine state. Resampled in
+    chunks, so thousands of runs of a fast model do not need gigabytes."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, 2_000_000 // max(sa.size, 1))
+    boot = []
+    for start in range(0, resamples, chunk):
+        idx = rng.integers(0, sa.size, size=(min(chunk, resamples - start), sa.size))
+        boot.append(np.median(sa[idx], axis=1) / np.median(sb[idx], axis=1))
+    lo, hi = np.percentile(np.concatenate(boot), [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def _more_rounds(a_runs: list[list[float]], b_runs: list[list[float]], spent_ms: float,
+                 config: ProfileConfig, check_now: bool) -> bool:  # fmt: skip
+    """Whether ``config.ratio_precision`` asks for more rounds: time is left and (when checked
+    now) the ratio's interval is still wider than asked."""
+    if config.ratio_precision is None or spent_ms >= config.max_time_s * 1e3:
         return False
-    return min(sum(_flat(a_runs)), sum(_flat(b_runs))) < min_time_s * 1e3
+    if not check_now:
+        return True
+    sa, sb = np.asarray(_flat(a_runs)), np.asarray(_flat(b_runs))
+    ratio = float(np.median(sa) / np.median(sb))
+    lo, hi = _ratio_interval(sa, sb, config.seed, resamples=200)
+    return max(ratio - lo, hi - ratio) > config.ratio_precision * ratio
 
 
 def _comparison(
@@ -321,13 +363,7 @@ def _comparison(
 ) -> Comparison:
     per_round = np.array([np.median(x) / np.median(y) for x, y in zip(a_runs, b_runs, strict=True)])
     q25, q50, q75 = np.percentile(per_round, [25, 50, 75])
-    # Runs k of A and k of B happened in the same round, so resampling k keeps each pair's
-    # shared machine state: a paired bootstrap of the ratio of medians.
-    sa, sb = np.asarray(a.samples_ms), np.asarray(b.samples_ms)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, sa.size, size=(_BOOTSTRAP_SAMPLES, sa.size))
-    boot = np.median(sa[idx], axis=1) / np.median(sb[idx], axis=1)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
+    lo, hi = _ratio_interval(np.asarray(a.samples_ms), np.asarray(b.samples_ms), seed)
     return Comparison(
         a=a,
         b=b,

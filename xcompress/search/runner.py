@@ -48,7 +48,8 @@ from xcompress.fsutil import check_same_settings, mark_output, prepare_output_di
 RUN_FILES = ("search_config.json", "study.db", "trials.json", "pareto.json", "pareto.png",
              "report.md", "best")  # fmt: skip
 #: settings a re-run may change: budgets of time and trials, machine settings
-RESUMABLE_CHANGES = frozenset({"trials", "minutes", "workers", "final_steps", "out"})
+RESUMABLE_CHANGES = frozenset({"trials", "minutes", "workers", "final_steps", "out",
+                               "timing_seconds"})
 WORST_ERROR = 10.0  # objective of a rejected candidate (never trained; CER can exceed 1)
 
 
@@ -89,6 +90,8 @@ class SearchConfig(BaseModel):
     shape: tuple[int, ...] | None = None
     threads: int | None = Field(None, ge=1)
     runs: int = Field(30, ge=3, description="timed runs per model per measurement")
+    timing_seconds: float = Field(9.0, gt=0, description="at most this many seconds of timed "
+                                  "runs per latency measurement (host and ssh targets)")
     calibrate_samples: int = Field(32, ge=8)
 
 
@@ -234,7 +237,7 @@ def _open_context(cfg: SearchConfig, out: Path, work: Path, log: Any) -> _Contex
     for name, samples in val_sets.items():
         if not samples:
             raise DataError(f"validation set {name} is empty: pass --val with labelled data")
-    meter = open_meter(cfg.target, shape, cfg.threads, cfg.runs)
+    meter = open_meter(cfg.target, shape, cfg.threads, cfg.runs, cfg.timing_seconds)
     if cfg.max_latency_ms is not None and meter.unit != "ms":
         raise SearchError(
             f"target {meter.profiler.target.name} measures latency in {meter.unit} (not ms): "
