@@ -429,3 +429,47 @@ def test_out_dot_rerun_keeps_the_working_directory(tmp_path, monkeypatch):
     assert Path.cwd() == run and run.is_dir()
     assert (run / "model.onnx").read_text() == "2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temp or old copy left
+
+
+def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
+    """SIGTERM mid-command (a CI time-out, `kill`): one line, exit 143, no temporary folder left
+    in TMPDIR and no output folder. Python's default ended the process on the spot and left
+    quantize's scratch folder behind."""
+    import os
+    import signal
+    import time
+
+    (tmp_path / "rec").mkdir()
+    model = tiny_rec(tmp_path / "rec" / "model.onnx").path.parent
+    calib = rec_set(tmp_path / "calib")
+    tmp, out = tmp_path / "tmp", tmp_path / "out"
+    tmp.mkdir()
+    # the command blocks inside its work (after its scratch folder exists) until signalled
+    script = (
+        "import sys, time\n"
+        "import xcompress.quantize.api as api\n"
+        "def blocked(*a, **k):\n"
+        "    print('ready', flush=True)\n"
+        "    time.sleep(120)\n"
+        "api.time_plans = blocked\n"
+        "from xcompress.cli.main import main\n"
+        f"sys.exit(main(['quantize', {str(model)!r}, '--calib', {str(calib)!r}, "
+        f"'--out', {str(out)!r}]))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "TMPDIR": str(tmp)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        assert any(p.name.startswith("xcompress-quantize.") for p in tmp.iterdir())
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert time.monotonic() - t0 < 30
+    assert proc.returncode == 143
+    assert err.strip().splitlines()[-1] == (
+        "error: terminated (SIGTERM); re-run the same command to resume")
+    # no scratch folder left (a library's own session-id file may stay: not a folder)
+    assert [p.name for p in tmp.iterdir() if p.is_dir()] == []
+    assert not out.exists() or not any(out.iterdir())

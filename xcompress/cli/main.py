@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
 
 import typer
 import typer.core
@@ -126,9 +128,44 @@ def _user_error(e: BaseException) -> str | None:
     return None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI time-out, ``kill``, a scheduler), raised where the command is, so its
+    ``finally`` blocks run: temporary folders are removed and no half-written artifact is
+    renamed into place, as on Ctrl-C. Python's default for SIGTERM ends the process at once
+    and left, for example, quantize's temporary folder in /tmp."""
+
+
+_TERMINATED = threading.Event()
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    _TERMINATED.set()  # typer turns the exception into a plain return code: remember why
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors print one line and return a non-zero exit code."""
     _wide_non_tty()
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
+    _TERMINATED.clear()
+    try:
+        rc = _main(argv)
+    except KeyboardInterrupt:  # one that arrived outside the command itself
+        rc = 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+    if rc == 130:  # typer returns 130 for a KeyboardInterrupt inside a command
+        if _TERMINATED.is_set():
+            print("error: terminated (SIGTERM); re-run the same command to resume",
+                  file=sys.stderr)  # fmt: skip
+            return 143
+        print("error: interrupted; re-run the same command to resume", file=sys.stderr)
+    return rc
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         # without standalone mode click returns a command's typer.Exit code instead of raising
         rc = _command().main(args=argv, prog_name="xcompress", standalone_mode=False)
@@ -143,10 +180,6 @@ def main(argv: list[str] | None = None) -> int:
     except TyperExit as e:
         return e.exit_code
     except TyperAbort:
-        print("error: interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("error: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
     except Exception as e:
         msg = _user_error(e)

@@ -531,6 +531,10 @@ def run_search(cfg: SearchConfig, log: Any = print, force: bool = False) -> Sear
                 procs.append(p)
         try:
             stopped = _loop(ctx, study, deadline)
+        except BaseException:  # Ctrl-C or SIGTERM: the workers stop too (their trials are
+            for p in procs:  # failed by the heartbeat and retried on the re-run)
+                p.terminate()
+            raise
         finally:
             for p in procs:
                 p.join()
