@@ -85,7 +85,11 @@ class TestHostProfiler(ProfilerContract):
     def test_records_runtime_and_machine(self, profiler, model_path, config):
         r = profiler.profile(model_path, config)
         assert (r.runtime, r.runtime_version) == ("ort", onnx_runtime_version())
-        assert r.runtime_options == {"session.intra_op.allow_spinning": "0"}
+        from xcompress.runtime.ort import host_session_config
+
+        # no spinning while timing, and this host's exact-int8 entry where it needs one
+        assert r.runtime_options == {"session.intra_op.allow_spinning": "0",
+                                     **host_session_config()}  # fmt: skip
         assert r.machine.isa in ("x86_64", "aarch64")
 
     def test_wrong_rank_is_a_model_error(self, profiler, model_path):

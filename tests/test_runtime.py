@@ -233,3 +233,24 @@ def test_board_runner_runs_onnx_as_the_host(tmp_path):
     x = np.random.default_rng(3).uniform(-1, 1, (1, 3, 8, 12)).astype(np.float32)
     board = _run_board_runner(model, "ort", x, tmp_path)
     assert np.allclose(board, open_runner(model, threads=1).run(x), atol=1e-6)
+
+
+@pytest.mark.parametrize(("isa", "flags", "exact"), [
+    ("x86_64", "avx2 fma", True),              # VPMADDUBSW kernels saturate: exact ones asked
+    ("x86_64", "avx2 avx512_vnni", False),     # VNNI: exact already, the fast path stays
+    ("aarch64", "asimd", False),               # ARM: nothing to change
+])  # fmt: skip
+def test_exact_int8_sessions_only_on_x86_without_vnni(monkeypatch, isa, flags, exact):
+    from xcompress.profile import machine
+    from xcompress.runtime import ort as ort_rt
+
+    fake = machine.machine_from_cpuinfo(f"model name : cpu\nflags : {flags}\n", isa, 2)
+    monkeypatch.setattr(machine, "host_machine", lambda: fake)
+    ort_rt.host_session_config.cache_clear()
+    try:
+        so = ort_rt.session_options(2)
+        got = so.get_session_config_entry("session.x64quantprecision") if exact else None
+        assert ort_rt.host_session_config() == (ort_rt.X64_EXACT_INT8_CONFIG if exact else {})
+        assert got == ("1" if exact else None)
+    finally:
+        ort_rt.host_session_config.cache_clear()

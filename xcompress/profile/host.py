@@ -48,6 +48,15 @@ def random_input(shape: tuple[int, ...], seed: int) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-1.0, 1.0, size=shape).astype(np.float32)
 
 
+def _host_options(runtime: str) -> dict[str, str]:
+    """Session entries this machine adds to the runtime's own (recorded with each latency)."""
+    if runtime != "ort":
+        return {}
+    from xcompress.runtime.ort import host_session_config
+
+    return host_session_config()
+
+
 @register_profiler("host")
 class HostProfiler(Profiler):
     """Times models on this machine with the runtime registered for their format."""
@@ -69,7 +78,7 @@ class HostProfiler(Profiler):
             runtime_version=rt.version(),
             threads=threads,
             shape=tuple(config.shape),
-            runtime_options=dict(rt.timing_options),
+            runtime_options={**rt.timing_options, **_host_options(rt.name)},
             state=_HostState(run, batch),
         )
 
