@@ -46,6 +46,12 @@ def test_quantize_tiny_recognizer(tiny, tmp_path):
     assert rep["model"]["opset"] == 12 and rep["model"]["upgraded_opset"] == 20
     assert rep["calibration"]["widths"][0] < rep["calibration"]["widths"][1]
     assert rep["latency"]["threads"] == 1 and rep["latency"]["ratio"] > 0
+    from xcompress.runtime.ort import host_session_config  # the timed sessions' entries
+
+    assert rep["latency"]["runtime_options"] == {"session.intra_op.allow_spinning": "0",
+                                                 **host_session_config()}  # fmt: skip
+    assert all(f"{k}={v}" in (out / "report.md").read_text()
+               for k, v in rep["latency"]["runtime_options"].items())
     assert rep["rewrites"]["fold-scalar-chains"] >= 1
     assert res.card.step == "quantize" and res.card.step_config["max_drop"] == 1.0
     assert res.card.charset == CHARSET

@@ -59,6 +59,7 @@ def build_report(ctx: QuantizeContext, upgraded: Upgraded, timing: PlanTiming,
                      for k in chosen.metrics},
         "latency": {"shape": list(ctx.shape), "threads": cmp.a.threads, "target": cfg.target,
                     "runtime": f"{cmp.a.runtime} {cmp.a.runtime_version}",
+                    "runtime_options": dict(cmp.a.runtime_options),
                     "fp32_median_ms": cmp.a.median_ms, "fp32_p90_ms": cmp.a.p90_ms,
                     "int8_median_ms": cmp.b.median_ms, "int8_p90_ms": cmp.b.p90_ms,
                     "ratio": cmp.ratio, "ratio_ci95": [cmp.ci95_low, cmp.ci95_high],
@@ -153,7 +154,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         "## Latency",
         "",
         f"Input {'x'.join(map(str, lat['shape']))}, {lat['threads']} threads, {lat['runtime']} "
-        f"on {lat['target']} ({_machine(lat['cpu'])}); "
+        + "".join(f"({k}={v}) " for k, v in lat.get("runtime_options", {}).items())
+        + f"on {lat['target']} ({_machine(lat['cpu'])}); "
         f"fp32 and int8 timed alternately in one run ({lat['rounds']} rounds).",
         "",
         "| | median ms | p90 ms |",
