@@ -151,7 +151,8 @@ def test_system_recipe_end_to_end_and_resume(tmp_path, copy_step, zoo_model):
     assert s["e2e_hmean_delta"] == 0 and s["e2e_hmean_delta_ci95"] == [0.0, 0.0]
     assert s["speedup"] > 0 and rep["size"]["bytes"] == rep["size"]["original_bytes"]
     md = (tmp_path / "run" / "report.md").read_text()
-    assert "original system, pages" in md and "ms / page" in md
+    assert "original system, pages" in md and "ms / page" in md and "int8 dot: " in md
+    assert isinstance(rep["machine"]["int8_dot"], (list, tuple))  # the gate's machine class
     assert (tmp_path / "run" / "members" / "det" / "steps" / "copy").is_dir()
     calls = CopyStep.calls
     run_system_recipe(SystemRecipe.model_validate(raw), tmp_path / "run")  # resumes

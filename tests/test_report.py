@@ -83,3 +83,30 @@ def test_report_mistakes_are_one_line(run_dir, tmp_path, capsys):
         assert "\n" not in str(e.value)
     assert main(["report", str(run_dir), "--baseline", str(tmp_path / "none.yaml")]) == 2
     assert "baseline not found" in capsys.readouterr().err
+
+
+def test_gate_thresholds_by_machine_class(run_dir, tmp_path):
+    """Overrides for a class of machines replace only the metrics they name, only for entries
+    whose run recorded a machine of that class; bad overrides are one-line errors."""
+    text = ("ppocr-v4-rec/copy:\n  speedup: {min: 1000}\n  size_ratio: {max: 2.0}\n"
+            "machines:\n  - when: {int8_dot: %s}\n    entries:\n"
+            "      ppocr-v4-rec/copy:\n        speedup: {min: 0.01}\n")
+    dot = json.loads((run_dir / "report.json").read_text())["machine"]["int8_dot"]
+    mine, other = ("any", "none") if dot else ("none", "any")
+    res = build_report([run_dir], _baseline(tmp_path, text % mine), tmp_path / "rep")
+    assert [(c.metric, c.status, c.machine_class) for c in res.checks] == [
+        ("speedup", "ok", f"int8_dot {mine}"), ("size_ratio", "ok", "")]
+    assert f"int8_dot {mine}" in (tmp_path / "rep" / "report.md").read_text()
+    res = build_report([run_dir], _baseline(tmp_path, text % other))
+    assert [(c.metric, c.status, c.machine_class) for c in res.checks] == [
+        ("speedup", "regression", ""), ("size_ratio", "ok", "")]
+    assert "for machines with" not in res.failed[0].describe()
+    for bad, msg in (("machines: {a: 1}\n", "expected a list"),
+                     ("machines:\n  - {when: {int8_dot: none}}\n", "expected {when"),
+                     ("machines:\n  - {when: {}, entries: {}}\n", "give int8_dot"),
+                     ("machines:\n  - {when: {int8_dot: some}, entries: {}}\n", "when:"),
+                     ("machines:\n  - {when: {isa: x86_64}, entries: {k: {m: {}}}}\n",
+                      r"machines\[0\]: k.m: .*give min or max")):
+        with pytest.raises(XCompressError, match=msg) as e:
+            load_baseline(_baseline(tmp_path, bad))
+        assert "\n" not in str(e.value)

@@ -194,6 +194,7 @@ def system_report(recipe: SystemRecipe, picked: dict[str, tuple], data: dict[str
 
     from xcompress.eval.bootstrap import paired_interval
     from xcompress.eval.evaluate import cpu_model
+    from xcompress.profile.machine import host_machine
 
     members = []
     for role, (orig, chosen, rep) in picked.items():
@@ -230,7 +231,8 @@ def system_report(recipe: SystemRecipe, picked: dict[str, tuple], data: dict[str
                  "bytes": sum(m["bytes"] for m in members)},
         "threads": recipe.system.threads,
         "runtime": sorted({f"{m.runtime} {m.runtime_version}" for m in first.members}),
-        "machine": {"cpu": cpu_model(), "cores": first.settings["cores"],
+        "machine": {**host_machine().model_dump(include={"int8_dot", "simd"}),
+                    "cpu": cpu_model(), "cores": first.settings["cores"],
                     "isa": platform.machine()},
     }
 
@@ -271,7 +273,8 @@ def _system_context(report: dict[str, Any]) -> list[str]:
         "width: the recipe's system.rec_batch, default 6), "
         f"{report['threads']} threads, {', '.join(report['runtime'])}, both systems page by "
         "page in turn; member speed-ups from each member's own report",
-        f"machine: {m['cpu']}, {m['isa']}, {m['cores']} cores",
+        f"machine: {m['cpu']}, {m['isa']}, {m['cores']} cores"
+        + (f", int8 dot: {', '.join(m['int8_dot']) or 'none'}" if "int8_dot" in m else ""),
     ]
     return lines
 

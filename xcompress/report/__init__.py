@@ -71,9 +71,10 @@ def _versions() -> dict[str, str]:
 
 def _machine() -> dict[str, Any]:
     from xcompress.eval.evaluate import cpu_model
+    from xcompress.profile.machine import host_machine
 
     return {"cpu": cpu_model(), "isa": platform.machine(), "cores": os.cpu_count() or 1,
-            "system": platform.system()}
+            "system": platform.system(), "int8_dot": list(host_machine().int8_dot)}
 
 
 def build_report(runs: list[str | Path], baseline: str | Path | None = None,
@@ -103,7 +104,8 @@ def build_report(runs: list[str | Path], baseline: str | Path | None = None,
         "entries": [asdict(e) for e in entries],
         "gate": {"passed": not bad, "strict": strict,
                  "checks": [{"key": c.key, "metric": c.metric, "value": c.value,
-                             "status": c.status, **c.threshold.model_dump(exclude_none=True)}
+                             "status": c.status, **c.threshold.model_dump(exclude_none=True),
+                             **({"machine_class": c.machine_class} if c.machine_class else {})}
                             for c in checks]},
     }
     md = render_markdown(report, entries, checks, bad)
@@ -162,7 +164,8 @@ def render_markdown(report: dict[str, Any], entries: list[Entry], checks: list[C
     v = report["versions"]
     lines = ["# xcompress report", "",
              f"- commit: {report['commit'] or 'unknown'}; schema {report['schema_version']}",
-             f"- machine: {m['cpu']}, {m['isa']}, {m['cores']} cores",
+             f"- machine: {m['cpu']}, {m['isa']}, {m['cores']} cores, int8 dot: "
+             f"{', '.join(m.get('int8_dot') or []) or 'none'}",
              f"- versions: {', '.join(f'{k} {x}' for k, x in v.items())}", ""]
     by_model: dict[str, list[Entry]] = {}
     for e in entries:
@@ -192,14 +195,15 @@ def render_markdown(report: dict[str, Any], entries: list[Entry], checks: list[C
     if checks:
         verdict = "FAILED" if bad else "passed"
         lines += [f"## Regression gate: {verdict} ({report['baseline']})", "",
-                  "| entry | metric | value | min | max | improve | status |",
-                  "|---|---|---:|---:|---:|---:|---|"]
+                  "| entry | metric | value | min | max | improve | thresholds for | status |",
+                  "|---|---|---:|---:|---:|---:|---|---|"]
         for c in checks:
             t = c.threshold
             lines.append(f"| {c.key} | {c.metric} | {_fmt(c.metric, c.value)} | "
                          f"{'' if t.min is None else f'{t.min:g}'} | "
                          f"{'' if t.max is None else f'{t.max:g}'} | "
-                         f"{'' if t.improve is None else f'{t.improve:g}'} | {c.status} |")
+                         f"{'' if t.improve is None else f'{t.improve:g}'} | "
+                         f"{c.machine_class or 'any machine'} | {c.status} |")
         improved = [c for c in checks if c.status == "improvement"]
         if improved:
             lines += ["", "Better than the baseline expects (raise it): "

@@ -48,6 +48,7 @@ class Entry:
     deltas: dict[str, float] = field(default_factory=dict)
     latency_ms: float | None = None
     parent: bool = False  # the original the run started from
+    machine: dict[str, Any] = field(default_factory=dict)  # the run report's machine facts
 
     def values(self) -> dict[str, float]:
         """Every number of the entry by name (what a baseline threshold may name)."""
@@ -112,16 +113,19 @@ def _model_entries(run: Path, rep: dict[str, Any]) -> list[Entry]:
             shape=rep.get("shape"), batch=1, threads=rep.get("threads", 0),
             runtime=rep.get("runtime", "?"), target=rep.get("target", "host"),
             metrics=metrics, ratios=ratios, deltas=deltas, latency_ms=lat.get("median_ms"),
-            parent=r is base))
+            parent=r is base, machine=rep.get("machine", {})))
     return out
 
 
 def _system_entries(run: Path, rep: dict[str, Any]) -> list[Entry]:
     out = []
+    machine = dict(rep.get("machine", {}))
     for m in rep["members"]:  # each member's own run, when it had steps
         folder = run / "members" / m["role"]
         if (folder / "report.json").is_file():
             out += _model_entries(folder, _read(folder))
+    if "int8_dot" not in machine and out:  # system reports before 2026-12-07: the members'
+        machine.setdefault("int8_dot", out[0].machine.get("int8_dot"))
     runtime = ", ".join(rep.get("runtime", []))
     for name, s in rep["sets"].items():
         a, b = s["original"], s["compressed"]
@@ -141,7 +145,8 @@ def _system_entries(run: Path, rep: dict[str, Any]) -> list[Entry]:
                 data={name: {**s["data"], "sha256": s["data"].get("sha256")}}, shape=None,
                 batch=1, threads=rep.get("threads", 0), runtime=runtime, target="host",
                 metrics=metrics, ratios=ratios, deltas=deltas,
-                latency_ms=r["metrics"]["page_ms_mean"], parent=side == "original"))
+                latency_ms=r["metrics"]["page_ms_mean"], parent=side == "original",
+                machine=machine))
     return out
 
 

@@ -13,13 +13,28 @@ gate fails, naming the metric). ``improve`` is where the value is better than th
 expects by so much that the baseline should be raised (NNCF's reference file does the same):
 reported as an improvement, a failure only with ``strict``. A key or metric the runs do not
 have is a failure too: a step that silently vanished must not pass.
+
+Speed-ups depend on the CPU class as much as on the code: onnxruntime's int8 kernels gain
+about twice as much on a CPU with an int8 dot product (VNNI, Arm dotprod) as on an AVX2-only
+x86 CPU. A baseline can therefore replace thresholds for entries measured on a class of
+machines, described as data in a reserved ``machines`` list (the entry's run report records
+its machine)::
+
+    machines:
+      - when: {int8_dot: none}            # also: any, or isa: x86_64 / aarch64
+        entries:
+          ppocr-v4-rec/int8:
+            speedup: {min: 1.05, improve: 1.6}
+
+Each matching override replaces the named metrics only; the other thresholds still apply.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -44,7 +59,98 @@ class Threshold(BaseModel):
         return self
 
 
-def load_baseline(path: str | Path) -> dict[str, dict[str, Threshold]]:
+class MachineClass(BaseModel):
+    """Which machines an override is for; every given field must match the entry's machine."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    int8_dot: Literal["none", "any"] | None = None
+    isa: str | None = None
+
+    @model_validator(mode="after")
+    def _some_field(self) -> MachineClass:
+        if self.int8_dot is None and self.isa is None:
+            raise ValueError("give int8_dot (none|any) or isa")
+        return self
+
+    def matches(self, machine: Mapping[str, Any]) -> bool:
+        """True when ``machine`` (a run report's machine facts) is of this class. A fact the
+        report does not record never matches, so old runs keep the default thresholds."""
+        if self.isa is not None and machine.get("isa") != self.isa:
+            return False
+        if self.int8_dot is not None:
+            dot = machine.get("int8_dot")
+            if dot is None or bool(dot) != (self.int8_dot == "any"):
+                return False
+        return True
+
+    def describe(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.model_dump(exclude_none=True).items())
+
+
+Thresholds = dict[str, dict[str, Threshold]]
+
+
+@dataclass(frozen=True)
+class Override:
+    when: MachineClass
+    entries: Thresholds
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Default thresholds per entry key, and the overrides for classes of machines."""
+
+    entries: Thresholds
+    overrides: tuple[Override, ...] = ()
+
+    def for_machine(self, key: str, machine: Mapping[str, Any]
+                    ) -> dict[str, tuple[Threshold, str]]:
+        """The thresholds of ``key`` on ``machine``: metric -> (threshold, machine class or '')."""
+        out = {m: (t, "") for m, t in self.entries.get(key, {}).items()}
+        for o in self.overrides:
+            if key in o.entries and o.when.matches(machine):
+                out.update({m: (t, o.when.describe()) for m, t in o.entries[key].items()})
+        return out
+
+    def keys(self) -> list[str]:
+        return list(dict.fromkeys([*self.entries, *(k for o in self.overrides
+                                                     for k in o.entries)]))
+
+
+def _thresholds(raw: dict[str, Any], where: str) -> Thresholds:
+    out: Thresholds = {}
+    for key, metrics in raw.items():
+        if not isinstance(metrics, dict):
+            raise XCompressError(f"{where}: {key}: expected metric: {{min|max: ..}}")
+        out[key] = {}
+        for metric, spec in metrics.items():
+            try:
+                out[key][metric] = Threshold.model_validate(spec)
+            except ValidationError as e:
+                msg = e.errors()[0]["msg"]
+                raise XCompressError(f"{where}: {key}.{metric}: {msg}") from None
+    return out
+
+
+def _overrides(raw: Any, where: str) -> tuple[Override, ...]:
+    if not isinstance(raw, list):
+        raise XCompressError(f"{where}: machines: expected a list of {{when: .., entries: ..}}")
+    out = []
+    for i, o in enumerate(raw):
+        if not isinstance(o, dict) or set(o) != {"when", "entries"} or \
+                not isinstance(o["entries"], dict):
+            raise XCompressError(f"{where}: machines[{i}]: expected {{when: {{int8_dot: none}}, "
+                                 "entries: {MODEL/STEP: {metric: {min|max: ..}}}}")
+        try:
+            when = MachineClass.model_validate(o["when"])
+        except ValidationError as e:
+            raise XCompressError(f"{where}: machines[{i}].when: {e.errors()[0]['msg']}") from None
+        out.append(Override(when, _thresholds(o["entries"], f"{where}: machines[{i}]")))
+    return tuple(out)
+
+
+def load_baseline(path: str | Path) -> Baseline:
     """Read a baseline file; one-line errors naming the entry and metric."""
     p = Path(path)
     if not p.is_file():
@@ -55,18 +161,8 @@ def load_baseline(path: str | Path) -> dict[str, dict[str, Threshold]]:
         raise XCompressError(f"baseline {p} is not valid YAML: {str(e).splitlines()[0]}") from e
     if not isinstance(raw, dict):
         raise XCompressError(f"baseline {p}: expected MODEL/STEP: {{metric: {{min|max: ..}}}}")
-    out: dict[str, dict[str, Threshold]] = {}
-    for key, metrics in raw.items():
-        if not isinstance(metrics, dict):
-            raise XCompressError(f"baseline {p}: {key}: expected metric: {{min|max: ..}}")
-        out[key] = {}
-        for metric, spec in metrics.items():
-            try:
-                out[key][metric] = Threshold.model_validate(spec)
-            except ValidationError as e:
-                msg = e.errors()[0]["msg"]
-                raise XCompressError(f"baseline {p}: {key}.{metric}: {msg}") from None
-    return out
+    machines = raw.pop("machines", [])
+    return Baseline(_thresholds(raw, f"baseline {p}"), _overrides(machines, f"baseline {p}"))
 
 
 @dataclass(frozen=True)
@@ -76,22 +172,29 @@ class Check:
     value: float | None
     threshold: Threshold
     status: Literal["ok", "regression", "improvement", "missing"]
+    machine_class: str = ""  # the override whose threshold applied ('' = the default)
 
     def describe(self) -> str:
         t = self.threshold
         bound = ", ".join(f"{n} {v:g}" for n, v in (("min", t.min), ("max", t.max),
                                                      ("improve", t.improve)) if v is not None)
+        if self.machine_class:
+            bound += f"; for machines with {self.machine_class}"
         got = "absent" if self.value is None else f"{self.value:.4g}"
         return f"{self.key} {self.metric}: {got} ({bound}): {self.status}"
 
 
-def check(entries: list[Entry], baseline: dict[str, dict[str, Threshold]]) -> list[Check]:
-    """Every threshold of the baseline against the entries, in baseline order."""
-    by_key = {e.key: e.values() for e in entries}
+def check(entries: list[Entry], baseline: Baseline) -> list[Check]:
+    """Every threshold of the baseline against the entries, in baseline order; an entry is
+    held to the thresholds of its own machine's class where the baseline has an override."""
+    by_key = {e.key: e for e in entries}
     out = []
-    for key, metrics in baseline.items():
-        for metric, t in metrics.items():
-            v = by_key.get(key, {}).get(metric)
+    for key in baseline.keys():
+        entry = by_key.get(key)
+        values = entry.values() if entry is not None else {}
+        machine = entry.machine if entry is not None else {}
+        for metric, (t, cls) in baseline.for_machine(key, machine).items():
+            v = values.get(metric)
             if v is None:
                 status = "missing"
             elif (t.min is not None and v < t.min) or (t.max is not None and v > t.max):
@@ -102,7 +205,7 @@ def check(entries: list[Entry], baseline: dict[str, dict[str, Threshold]]) -> li
                 status = "improvement"
             else:
                 status = "ok"
-            out.append(Check(key, metric, v, t, status))  # type: ignore[arg-type]
+            out.append(Check(key, metric, v, t, status, cls))  # type: ignore[arg-type]
     return out
 
 
