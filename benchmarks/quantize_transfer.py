@@ -39,6 +39,7 @@ ABLATIONS = {
     "defaults, light synthetic damage": {"synth_augment": "default"},
     "defaults, no range search": {"range_search": ()},
     "defaults, no bias correction": {"bias_correction": False},
+    "defaults, stem int8 (no float_stem)": {"float_stem": False},
     "int8-conv plan (--plan int8-conv)": {"plans": ("int8-conv",)},
 }
 
@@ -124,7 +125,9 @@ def run(out: Path, models: list[str], ablate: list[str], own_data: list[str] | N
     sets = held_out_sets(out / "heldout", charset)
     jpath = out / "transfer.json"
     results = json.loads(jpath.read_text()) if jpath.is_file() else {"models": {}}
-    results["machine"] = {"cpu": platform.processor() or platform.machine(),
+    from xcompress.profile.machine import host_machine
+
+    results["machine"] = {"cpu": host_machine().describe(),
                           "python": platform.python_version(), "threads": 2}
     for name in models:
         art = resolve_model(name)

@@ -16,8 +16,10 @@ from xcompress.card import ModelCard  # noqa: E402
 from xcompress.errors import BudgetError, DataError, ModelError  # noqa: E402
 from xcompress.quantize import QuantizeConfig  # noqa: E402
 
-# tiny models are too small for int8 kernels to pay off: allow_slower lets them be written
-FAST = dict(plans=("int8-all",), latency_runs=3, threads=1, allow_slower=True)
+# tiny models are too small for int8 kernels to pay off: allow_slower lets them be written;
+# the tiny recognizer's one conv is its stem, kept int8 here (float_stem has its own test)
+FAST = dict(plans=("int8-all",), latency_runs=3, threads=1, allow_slower=True,
+            float_stem=False)
 _tiny_rec, _rec_set = tiny_rec, rec_set
 
 
@@ -172,6 +174,32 @@ def test_fallback_keeps_the_sensitive_layer_float(tiny, tmp_path, monkeypatch):
     assert "needed to meet the budget" in kept[0]["reason"]
 
 
+def test_the_stem_reading_the_image_stays_float(tiny, tmp_path):
+    """By default the conv reading the image computes in float (its output carries the
+    image's contrast); the report lists it with its reason, the next layer stays int8."""
+    import onnx
+
+    from xcompress.quantize import quantize
+    from xcompress.quantize.qdq import layer_groups, stem_layers
+
+    art, calib = tiny
+    m = onnx.load(str(art.path))
+    groups = layer_groups(m, ("Conv", "MatMul"))
+    assert stem_layers(m, groups) == [next(iter(groups))] and len(groups) == 2
+    res = quantize(art, calib, tmp_path / "out", QuantizeConfig(
+        max_drop=1.0, **{**FAST, "float_stem": True}), progress=False)
+    q = onnx.load(str(res.model_path))
+    conv = next(n for n in q.graph.node if n.op_type == "Conv")
+    mm = next(n for n in q.graph.node if n.op_type == "MatMul")
+    producer = {o: n for n in q.graph.node for o in n.output}
+    assert conv.input[0] == "x"  # no Q/DQ between the image and the stem
+    assert producer[mm.input[0]].op_type == "DequantizeLinear"  # the head is int8
+    kept = res.report["layers"]["kept_float"]
+    assert [k["layer"] for k in kept] == stem_layers(m, groups) and "stem" in kept[0]["reason"]
+    assert res.report["layers"]["total"] == 2
+    assert "stem: reads the image" in (tmp_path / "out" / "report.md").read_text()
+
+
 def test_plan_order_is_stable_under_timing_noise():
     from xcompress.quantize.stages import order_plans as _order_plans
 
@@ -227,3 +255,36 @@ def test_tensor_groups_follow_the_producing_op():
     m = helper.make_model(g)
     assert tensor_groups(m, ["x", "c", "r", "c2"]) == {"input": ["x"], "Conv": ["c", "c2"],
                                                         "Relu": ["r"]}
+
+
+def test_float_stem_default_is_per_task():
+    assert QuantizeConfig().stem_in_float("rec") and QuantizeConfig().stem_in_float("cls")
+    assert not QuantizeConfig().stem_in_float("det")
+    assert QuantizeConfig(float_stem=True).stem_in_float("det")
+    assert not QuantizeConfig(float_stem=False).stem_in_float("rec")
+
+
+def test_widest_range_within_the_hold_out_noise():
+    """The candidate with the least disagreement gives way to one that clips less when the
+    hold-out cannot tell them apart; never to one measurably worse."""
+    import numpy as np
+
+    from xcompress.quantize.stages import widest_within_noise
+
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0, 0.04, 150)
+
+    def cand(spec, per):
+        return ((float(per.mean()), 0.0), {}, spec, per)
+
+    tried = {
+        "minmax": cand(("minmax", 99.999), base + 0.2),  # clearly worse
+        "percentile 99.999": cand(("percentile", 99.999), base + 0.01),  # measurably worse
+        "percentile 99.995": cand(("percentile", 99.995), base + rng.normal(0, 0.01, 150)),
+        "percentile 99.98": cand(("percentile", 99.98), base),
+    }
+    assert widest_within_noise(tried, "percentile 99.98") == "percentile 99.995"
+    tried["percentile 99.995"] = cand(("percentile", 99.995), base + 0.01)
+    assert widest_within_noise(tried, "percentile 99.98") == "percentile 99.98"
+    tried["entropy"] = cand(("entropy", 99.999), base - 0.001)
+    assert widest_within_noise(tried, "entropy") == "entropy"  # not ordered by clipping

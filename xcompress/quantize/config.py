@@ -73,6 +73,20 @@ class QuantizeConfig(BaseModel):
             error: CER* on degraded document English went from +0.92 to +1.95 points
             vs fp32 (Chinese documents equal, codes +0.47 -> +0.14, 200 lines each); the range
             search then picked other tensor groups.
+        float_stem: the stem (each layer reading the image itself) computes in float in every
+            plan. Its output carries the image's contrast, and one per-tensor int8 range set
+            by high-contrast calibration lines leaves faint text few steps. None (default):
+            on for text-line models (rec, cls), off for detectors (not measured there; a
+            detector's stem runs at page size). Measured on PP-OCRv4 rec: see
+            :meth:`stem_in_float`.
+        prefer_wider_ranges: after ``auto`` found the candidate with the least disagreement,
+            take the one that clips least among those not measurably worse on the hold-out
+            (:func:`xcompress.quantize.stages.widest_within_noise`). Off by default: on
+            PP-OCRv4 rec defaults (AVX2 host, 2026-12-07) it took 99.999 over 99.99 for
+            int8-all and 99.995 over 99.98 for int8-conv, and the shipped int8-conv model
+            read held-out lines no better (CER* vs fp32 en -0.29, zh +0.31, doc-en +1.14,
+            doc-zh +2.32, codes +0.99; without it -0.20, +0.21, +2.28, +1.58, +0.61): the
+            range search, bias correction and float fallback that follow moved with it.
         bias_samples: calibration inputs the shifts are measured on (None: all of them).
         allow_slower: write the int8 model even when it is not faster than float on the
             target (by default that is a BudgetError and nothing is written).
@@ -109,5 +123,21 @@ class QuantizeConfig(BaseModel):
     rec_width: int = Field(default=320, ge=16)
     bias_correction: bool = True
     saturation_ranges: bool = False
+    float_stem: bool | None = None
+    prefer_wider_ranges: bool = False
     bias_samples: int | None = Field(default=None, ge=1)
     allow_slower: bool = False
+
+    def stem_in_float(self, task: str) -> bool:
+        """Whether the stem stays float for a model of ``task`` (``float_stem`` resolved).
+
+        Measured on PP-OCRv4 rec with every other choice fixed (the same ranges, only the
+        stem's Q/DQ removed), space-insensitive CER change vs fp32 on held-out lines in fonts
+        and text the generator does not use (benchmarks/heldout.py, 200 lines each):
+        int8-all en -0.29 -> -0.14, zh +0.26 -> +0.05, degraded document English +3.07 ->
+        +2.15, Chinese +2.37 -> +1.92, codes +1.13 -> +0.28; int8-conv (odd halves, 100 lines)
+        Chinese documents +1.42 -> -0.71, codes +0.37 -> -0.09. On doc-zh/doc-en lines the
+        stem's output was the one tensor whose Q/DQ cost most (27% of the mean KL to fp32;
+        no other above 4%). The stem is about 0.2% of the recognizer's MACs.
+        """
+        return self.float_stem if self.float_stem is not None else task in ("rec", "cls")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +202,20 @@ def layer_groups(model: onnx.ModelProto, op_types: Sequence[str]) -> dict[str, l
             if n.op_type in allowed:
                 groups[owner].append(n.name)
     return groups
+
+
+def stem_layers(model: onnx.ModelProto, groups: Mapping[str, Sequence[str]]) -> list[str]:
+    """The layers of ``groups`` whose anchor reads a graph input: the stem conv on the image.
+
+    Its output carries the image's contrast. One per-tensor int8 range, set by the
+    high-contrast lines of the calibration set, leaves faint or low-contrast text a few
+    steps of it: on PP-OCRv4 rec that single tensor was the largest share of the int8
+    model's disagreement with float on degraded document lines (see
+    ``QuantizeConfig.float_stem``).
+    """
+    inputs = {i.name for i in model.graph.input}
+    by_name = {n.name: n for n in model.graph.node}
+    return [g for g in groups if g in by_name and inputs & set(by_name[g].input)]
 
 
 #: ops that only move or reshape values (and a bias Add), walked through from a Softmax back
@@ -434,6 +448,7 @@ __all__ = [
     "layer_groups",
     "quantize_qdq",
     "saturation_bounds",
+    "stem_layers",
     "softmax_logits",
     "tighten_ranges",
 ]

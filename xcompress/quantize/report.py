@@ -72,8 +72,12 @@ def build_report(ctx: QuantizeContext, upgraded: Upgraded, timing: PlanTiming,
 def _layers(fb: FloatFallback, task: str) -> dict[str, Any]:
     groups, sensitivity, res = fb.groups, fb.sensitivity, fb.result
     return {
-        "total": len(groups),
+        "total": len(groups) + len(fb.stem),
         "kept_float": [
+            {"layer": g, "nodes": nodes, "sensitivity": None,
+             "reason": "stem: reads the image, whose contrast one int8 range serves badly "
+                       "(float_stem)"}
+            for g, nodes in fb.stem.items()] + [
             {"layer": g, "nodes": groups[g], "sensitivity": sensitivity.get(g),
              "reason": f"rank {i + 1} by {task} sensitivity; needed to meet the budget"}
             for i, g in enumerate(res.float_layers)],
