@@ -392,8 +392,9 @@ def widest_within_noise(tried: dict[str, tuple[Any, dict, tuple[str, float], np.
     percentile clips. On PP-OCRv4 rec (int8-conv, stem float, bias correction) the least
     disagreement on 150 synthetic lines picked percentile 99.98 (0.0208) over 99.995
     (0.0232); on held-out document lines 99.98 lost +2.28 / +1.58 CER* points (English /
-    Chinese) where 99.995 lost -0.34 / -0.05. A difference the hold-out cannot resolve
-    should not decide that.
+    Chinese) where a 99.995 model (its biases corrected with the stem int8) lost -0.34 /
+    -0.05. Taking 99.995 by this rule did not reproduce that gain (the steps after it chose
+    differently; ``QuantizeConfig.prefer_wider_ranges``), so it is off by default.
     """
     base = tried[least][3]
     rng = np.random.default_rng(seed)
