@@ -288,3 +288,58 @@ def test_widest_range_within_the_hold_out_noise():
     assert widest_within_noise(tried, "percentile 99.98") == "percentile 99.98"
     tried["entropy"] = cand(("entropy", 99.999), base - 0.001)
     assert widest_within_noise(tried, "entropy") == "entropy"  # not ordered by clipping
+
+
+def test_finalists_keep_the_least_drop_after_bias_correction(tiny, tmp_path, monkeypatch):
+    """Of the candidates agreeing best with float, each is bias-corrected and the one whose
+    corrected all-int8 model loses least on the budget metric is kept, whichever agreed
+    best; the report gives each finalist's drop."""
+    import xcompress.quantize.stages as stages
+    from xcompress.quantize import quantize
+
+    art, calib = tiny
+    label_of, keep = {}, []  # models are kept alive so that their ids stay theirs
+    real_bias, real_with_float = stages.bias_stage, stages.PlanQuantizer.with_float
+    real_drop_of = stages.QuantizeContext.drop_of
+
+    def bias_spy(ctx, name, pq, q_full, cal):
+        q, bc = real_bias(ctx, name, pq, q_full, cal)
+        label_of[id(q)] = cal.label
+        keep.append(q)
+        return q, bc
+
+    def with_float_spy(self, q_full, float_layers):
+        m = real_with_float(self, q_full, float_layers)
+        if id(q_full) in label_of:
+            label_of[id(m)] = label_of[id(q_full)]
+            keep.append(m)
+        return m
+
+    drops = {}
+
+    def drop_spy(self, model, fp):
+        d, got = real_drop_of(self, model, fp)
+        return drops.get(label_of.get(id(model)), d), got
+
+    monkeypatch.setattr(stages, "bias_stage", bias_spy)
+    monkeypatch.setattr(stages.PlanQuantizer, "with_float", with_float_spy)
+    monkeypatch.setattr(stages.QuantizeContext, "drop_of", drop_spy)
+    cfg = dict(FAST, auto_methods=("minmax", "percentile:99.9"), range_search=(), max_drop=1.0)
+    for best, other in (("percentile 99.9", "minmax"), ("minmax", "percentile 99.9")):
+        drops.clear()
+        drops.update({best: 0.001, other: 0.004})
+        out = tmp_path / best.replace(" ", "-")
+        res = quantize(art, calib, out, QuantizeConfig(**cfg), progress=False)
+        cal = res.report["calibration"]
+        assert stages.method_label(cal["method"], cal["percentile"]) == best
+        assert cal["finalists"] == pytest.approx({best: 0.001, other: 0.004})
+        assert "after bias correction" in cal["chosen_by"]
+        assert f"{best} drop 0.10 pt" in (out / "report.md").read_text()
+    res = quantize(art, calib, tmp_path / "one", QuantizeConfig(**cfg, finalists=1),
+                   progress=False)
+    assert res.report["calibration"]["finalists"] == {}
+
+
+def test_finalists_default_is_per_task():
+    assert [QuantizeConfig().finalists_for(t) for t in ("rec", "cls", "det")] == [2, 1, 1]
+    assert QuantizeConfig(finalists=3).finalists_for("det") == 3

@@ -19,8 +19,8 @@ class QuantizeConfig(BaseModel):
     Attributes:
         method: calibration method, one of
             :func:`xcompress.quantize.calibrate.calibrator_names`, or ``auto``: try each of
-            ``auto_methods`` and keep the one whose all-int8 model loses least on the budget
-            sets (ties: the one agreeing best with the float model).
+            ``auto_methods`` and keep the one whose all-int8 model agrees best with the float
+            model on the hold-out (:func:`xcompress.quantize.stages.choose_calibration`).
         auto_methods: candidates of ``auto``, ``name`` or ``percentile:<p>``.
         range_search: after ``auto`` picked a method, each group of tensors (by producing op
             type) may switch to one of these if that lowers the disagreement with float;
@@ -87,6 +87,17 @@ class QuantizeConfig(BaseModel):
             read held-out lines no better (CER* vs fp32 en -0.29, zh +0.31, doc-en +1.14,
             doc-zh +2.32, codes +0.99; without it -0.20, +0.21, +2.28, +1.58, +0.61): the
             range search, bias correction and float fallback that follow moved with it.
+        finalists: after ``auto`` ranked the candidates by disagreement with float, this
+            many of the best are bias-corrected and the one losing least on the budget
+            metric is kept (:func:`xcompress.quantize.stages.finalist_stage`); 1: the least
+            disagreement alone. None (default): 2 for recognizers, 1 for detectors and
+            classifiers (not measured there; a few pages or a coarse accuracy are a noisier
+            pick). Costs one bias correction per extra finalist (about a minute on
+            PP-OCRv4 rec). Measured there on this stop's AVX2 host (2026-12-07, 200 held-out
+            lines per set, CER* change vs fp32): with 1 the default run shipped int8-conv at
+            percentile 99.98 (1.28x, 466 s): en -0.20, zh +0.21, doc-en +2.28, doc-zh +1.58,
+            codes +0.61; with 2 the faster int8-all plan met the budget at 99.999 (1.50x,
+            308 s): -0.37, -0.10, +0.40, +1.38, +0.99.
         bias_samples: calibration inputs the shifts are measured on (None: all of them).
         allow_slower: write the int8 model even when it is not faster than float on the
             target (by default that is a BudgetError and nothing is written).
@@ -125,8 +136,14 @@ class QuantizeConfig(BaseModel):
     saturation_ranges: bool = False
     float_stem: bool | None = None
     prefer_wider_ranges: bool = False
+    finalists: int | None = Field(default=None, ge=1)
     bias_samples: int | None = Field(default=None, ge=1)
     allow_slower: bool = False
+
+    def finalists_for(self, task: str) -> int:
+        """How many candidates :func:`~xcompress.quantize.stages.finalist_stage` carries
+        through bias correction for a model of ``task`` (``finalists`` resolved)."""
+        return self.finalists if self.finalists is not None else (2 if task == "rec" else 1)
 
     def stem_in_float(self, task: str) -> bool:
         """Whether the stem stays float for a model of ``task`` (``float_stem`` resolved).

@@ -43,7 +43,8 @@ def build_report(ctx: QuantizeContext, upgraded: Upgraded, timing: PlanTiming,
                         "percentile": cal.percentile if cal.method == "percentile" else None,
                         "candidates": cal.candidates, "samples": len(ctx.data.calib),
                         "widths": [ctx.data.widths[0], ctx.data.widths[-1]],
-                        "tensor_groups": cal.groups, "chosen_by": cal.rule},
+                        "tensor_groups": cal.groups, "chosen_by": cal.rule,
+                        "finalists": cal.finalists},
         "bias_correction": {"applied": chosen.bias.applied, "layers": chosen.bias.layers,
                             "disagreement": list(chosen.bias.disagreement or ()),
                             "seconds": chosen.bias.seconds},
@@ -105,6 +106,13 @@ def _candidate(label: str, score: Any) -> str:
     return f"{label} {score * 100:.2f} pt"
 
 
+def _finalists(drops: dict[str, float] | None) -> str:
+    if not drops:
+        return ""
+    return "; after bias correction: " + ", ".join(
+        f"{k} drop {v * 100:.2f} pt" for k, v in drops.items())
+
+
 def _bias_line(bc: dict[str, Any] | None) -> str:
     if not bc or not bc.get("layers"):
         return ""
@@ -125,7 +133,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         + (f"; chosen by {cal.get('chosen_by', 'the budget metric drop')}: " + ", ".join(
             _candidate(k, v) for k, v in cal["candidates"].items())
            if cal.get("candidates")
-           else "") + "." + _bias_line(r.get("bias_correction")),
+           else "") + _finalists(cal.get("finalists")) + "."
+        + _bias_line(r.get("bias_correction")),
         f"Opset {m['opset']} -> {m['upgraded_opset']}; float outputs after upgrade / rewrites "
         f"differ by at most {r['float_check']['upgrade_max_diff']:.1e} / "
         f"{r['float_check']['rewrite_max_diff']:.1e}. Took {r['time_s']:.0f} s.",
