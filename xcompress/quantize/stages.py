@@ -697,16 +697,17 @@ def _sensitivity(q_full, m, groups, ctx: QuantizeContext) -> dict[str, float]:
 
 
 def float_fallback(ctx: QuantizeContext, name: str, pq: PlanQuantizer, q_full: onnx.ModelProto,
-                   fp_metrics: Metrics) -> FloatFallback:
+                   fp_metrics: Metrics, drop_all_int8: float | None = None) -> FloatFallback:
     """All layers int8 if that meets the budget; else the most sensitive kept float, greedily
-    (:mod:`xcompress.quantize.fallback`)."""
+    (:mod:`xcompress.quantize.fallback`). ``drop_all_int8``: the all-int8 model's drop when
+    an earlier stage measured it (:func:`finalist_stage`), not evaluated again."""
     cfg = ctx.cfg
 
     def check(float_layers: list[str]) -> float:
         return ctx.drop_of(pq.with_float(q_full, float_layers), fp_metrics)[0]
 
     sensitivity: dict[str, float] = {}
-    d0, _ = ctx.drop_of(pq.with_float(q_full, []), fp_metrics)
+    d0 = check([]) if drop_all_int8 is None else drop_all_int8
     ctx.log(f"{name}: all {len(pq.groups)} layers int8: {ctx.signal.metric} drop "
             f"{d0 * 100:.2f} pt (budget {cfg.max_drop * 100:.2f} pt)")
     if d0 > cfg.max_drop:
@@ -768,7 +769,8 @@ def _try_plan(ctx: QuantizeContext, rp: RewrittenPlan, attempts: list[dict[str, 
     fp_metrics = ctx.metrics_of(rp.model)
     calibration = choose_calibration(ctx, name, pq, stats, fp_metrics)
     calibration, q_full, bias = finalist_stage(ctx, name, pq, stats, calibration, fp_metrics)
-    fb = float_fallback(ctx, name, pq, q_full, fp_metrics)
+    fb = float_fallback(ctx, name, pq, q_full, fp_metrics,
+                        calibration.finalists.get(calibration.label))
     res = fb.result
     attempts.append({"plan": name, "drop_all_int8": fb.drop_all_int8, "best_drop": res.best.drop,
                      "best_float_layers": len(res.best.float_layers), "met": res.met})
