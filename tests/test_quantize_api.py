@@ -343,3 +343,36 @@ def test_finalists_keep_the_least_drop_after_bias_correction(tiny, tmp_path, mon
 def test_finalists_default_is_per_task():
     assert [QuantizeConfig().finalists_for(t) for t in ("rec", "cls", "det")] == [2, 1, 1]
     assert QuantizeConfig(finalists=3).finalists_for("det") == 3
+
+
+def _stem_graph(reader_group: int):
+    """x -> stem Conv -> HardSwish -> 3x3 Conv (``reader_group`` groups) -> 1x1 Conv."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = {"w0": rng.standard_normal((8, 3, 3, 3)),
+         "w1": rng.standard_normal((8, 8 // reader_group, 3, 3)),
+         "w2": rng.standard_normal((16, 8, 1, 1))}
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["a"], name="stem", pads=[1] * 4),
+             helper.make_node("HardSwish", ["a"], ["b"], name="act"),
+             helper.make_node("Conv", ["b", "w1"], ["c"], name="reader", group=reader_group,
+                              pads=[1] * 4),
+             helper.make_node("Conv", ["c", "w2"], ["y"], name="pw")]
+    g = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 8, 8])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in w.items()])
+    return onnx.helper.make_model(g)
+
+
+def test_the_stems_depthwise_reader_stays_float_too():
+    """The stem's output is quantized wherever its reader is int8, so a depthwise reader
+    joins the float stem; a dense reader (a large share of the MACs) stays int8."""
+    from xcompress.quantize.qdq import layer_groups, stem_layers
+
+    dw = _stem_graph(reader_group=8)
+    assert stem_layers(dw, layer_groups(dw, ("Conv",))) == ["stem", "reader"]
+    dense = _stem_graph(reader_group=1)
+    assert stem_layers(dense, layer_groups(dense, ("Conv",))) == ["stem"]

@@ -76,7 +76,8 @@ def _layers(fb: FloatFallback, task: str) -> dict[str, Any]:
         "total": len(groups) + len(fb.stem),
         "kept_float": [
             {"layer": g, "nodes": nodes, "sensitivity": None,
-             "reason": "stem: reads the image, whose contrast one int8 range serves badly "
+             "reason": "stem: reads the image, or is the depthwise conv reading the stem's "
+                       "output; the image's contrast is served badly by one int8 range "
                        "(float_stem)"}
             for g, nodes in fb.stem.items()] + [
             {"layer": g, "nodes": groups[g], "sensitivity": sensitivity.get(g),
