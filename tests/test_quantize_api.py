@@ -340,6 +340,64 @@ def test_finalists_keep_the_least_drop_after_bias_correction(tiny, tmp_path, mon
     assert res.report["calibration"]["finalists"] == {}
 
 
+def test_range_search_only_repairs_an_all_int8_model_that_misses_the_budget(
+        tiny, tmp_path, monkeypatch):
+    """The per-group range search runs only when the chosen all-int8 model misses the
+    budget, and its model is kept only when its drop is smaller."""
+    from xcompress.quantize import quantize, stages
+
+    art, calib = tiny
+    calls, searched_ids, keep = [], set(), []
+    real_search, real_bias = stages.range_search, stages.bias_stage
+    real_with_float, real_drop_of = stages.PlanQuantizer.with_float, stages.QuantizeContext.drop_of
+
+    def search_spy(*a, **k):
+        ranges, _, dis = real_search(*a, **k)
+        calls.append(1)
+        return ranges, {"Conv": "minmax"}, dis
+
+    def bias_spy(ctx, name, pq, q_full, cal):
+        q, bc = real_bias(ctx, name, pq, q_full, cal)
+        if cal.groups:
+            searched_ids.add(id(q))
+            keep.append(q)
+        return q, bc
+
+    def with_float_spy(self, q_full, float_layers):
+        m = real_with_float(self, q_full, float_layers)
+        if id(q_full) in searched_ids:
+            searched_ids.add(id(m))
+            keep.append(m)
+        return m
+
+    after = {"drop": 0.001}
+
+    def drop_spy(self, model, fp):
+        d, got = real_drop_of(self, model, fp)
+        return (after["drop"] if id(model) in searched_ids else 0.02), got
+
+    monkeypatch.setattr(stages, "range_search", search_spy)
+    monkeypatch.setattr(stages, "bias_stage", bias_spy)
+    monkeypatch.setattr(stages.PlanQuantizer, "with_float", with_float_spy)
+    cfg = dict(FAST, auto_methods=("minmax", "percentile:99.9"), range_search=("minmax",))
+    res = quantize(art, calib, tmp_path / "met", QuantizeConfig(**cfg, max_drop=0.05),
+                   progress=False)
+    assert calls == [] and res.report["calibration"]["tensor_groups"] == {}
+    monkeypatch.setattr(stages.QuantizeContext, "drop_of", drop_spy)
+    res = quantize(art, calib, tmp_path / "repaired", QuantizeConfig(**cfg, max_drop=0.01),
+                   progress=False)
+    cal = res.report["calibration"]
+    assert calls == [1] and cal["tensor_groups"] == {"Conv": "minmax"}
+    assert "missed the budget" in cal["chosen_by"]
+    after["drop"] = 0.03  # the search made it worse: the finalist (2 pt) goes to the fallback
+    from xcompress.errors import BudgetError
+
+    with pytest.raises(BudgetError, match="best 2.00 pt"):
+        quantize(art, calib, tmp_path / "kept", QuantizeConfig(**cfg, max_drop=0.01),
+                 progress=False)
+    assert len(calls) == 2 and not (tmp_path / "kept").exists()
+
+
 def test_finalists_default_is_per_task():
     assert [QuantizeConfig().finalists_for(t) for t in ("rec", "cls", "det")] == [2, 1, 1]
     assert QuantizeConfig(finalists=3).finalists_for("det") == 3

@@ -22,9 +22,10 @@ class QuantizeConfig(BaseModel):
             ``auto_methods`` and keep the one whose all-int8 model agrees best with the float
             model on the hold-out (:func:`xcompress.quantize.stages.choose_calibration`).
         auto_methods: candidates of ``auto``, ``name`` or ``percentile:<p>``.
-        range_search: after ``auto`` picked a method, each group of tensors (by producing op
-            type) may switch to one of these if that lowers the disagreement with float;
-            empty: no search.
+        range_search: where the chosen all-int8 model misses the budget, each group of
+            tensors (by producing op type) may switch to one of these if that lowers the
+            disagreement with float; the searched model is kept if its drop is smaller
+            (:func:`xcompress.quantize.stages.range_repair`). Empty: no search.
         percentile: upper percentile of each activation kept by ``method="percentile"``.
         per_channel: per-output-channel symmetric int8 weights (needs opset >= 13; upgraded).
         max_drop: largest allowed accuracy drop, absolute, as a fraction (0.005 = 0.5 point):
