@@ -911,8 +911,9 @@ def measure_final(ctx: QuantizeContext, chosen: PlanResult) -> FinalMeasurement:
             + ", ".join(f"{k}: {len(ctx.data.budget_sets[k])} samples, drop 95% CI "
                         f"{lo * 100:+.2f}..{hi * 100:+.2f} pt" for k, (lo, hi) in
                         intervals.items())
-            + "); on degraded real-document text PP-OCRv4 rec lost 1.5-3x its synthetic drop: "
-            "check your own data with --eval (or calibrate on it with --calib)")
+            + "); other text can lose more (ppocr-v5-rec's defaults lost 1.5-2 points on "
+            "degraded document lines): check your own data with --eval (or calibrate on it "
+            "with --calib)")
         ctx.log(f"warning: {warnings[-1]}")
     return FinalMeasurement(final_path, cmp, {k: r.metrics for k, r in fp32_res.items()},
                             warnings, intervals)
