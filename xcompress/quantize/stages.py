@@ -301,6 +301,17 @@ class PlanQuantizer:
     #: :func:`~xcompress.quantize.qdq.saturation_bounds` every range is intersected with
     bounds: dict = field(default_factory=dict)
     stem: dict[str, list[str]] = field(default_factory=dict)
+    _outputs: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def float_outputs(self, inputs: Sequence[np.ndarray], threads: int) -> list:
+        """The float model's outputs on ``inputs`` (one list object, e.g. the selection
+        hold-out), run once and kept: the calibration choice, each bias correction and the
+        range repair compare their int8 variants against the same reference."""
+        key = (id(inputs), threads)
+        if key not in self._outputs:
+            runner = OrtRunner(self.model, threads=threads)
+            self._outputs[key] = [runner.run(x) for x in inputs]
+        return self._outputs[key]
 
     def qdq(self, ranges: dict) -> onnx.ModelProto:
         """Every quantizable op with Q/DQ at ``ranges`` (not yet rewired)."""
@@ -452,8 +463,7 @@ def choose_calibration(ctx: QuantizeContext, name: str, pq: PlanQuantizer, stats
         meth, pct = cands[0]
         return CalibrationChoice(ranges_for(stats, meth, pct, logits), meth, pct, {},
                                  f"--method {cfg.method}")
-    ref_runner = OrtRunner(pq.model, threads=cfg.threads)
-    ref = [ref_runner.run(x) for x in select]
+    ref = pq.float_outputs(select, cfg.threads)
     scores: dict[str, dict[str, float]] = {}
     tried: dict[str, tuple[tuple[float, float], dict, tuple[str, float], np.ndarray]] = {}
     for meth, pct in cands:
@@ -558,8 +568,7 @@ def range_repair(ctx: QuantizeContext, name: str, pq: PlanQuantizer, stats,
     ctx.log(f"{name}: {calibration.label} all-int8 misses the budget ({drop * 100:.2f} pt): "
             "range search per tensor group")
     logits = softmax_logits(pq.model)
-    ref_runner = OrtRunner(pq.model, threads=cfg.threads)
-    ref = [ref_runner.run(x) for x in ctx.data.select_inputs]
+    ref = pq.float_outputs(ctx.data.select_inputs, cfg.threads)
     ranges, searched, dis = range_search(ctx, name, pq, stats, calibration.ranges, logits, ref,
                                          calibration.disagreement)
     if not searched:
@@ -620,8 +629,7 @@ def bias_stage(ctx: QuantizeContext, name: str, pq: PlanQuantizer, q_full: onnx.
         runner = OrtRunner(m, threads=cfg.threads)
         return signal.disagreement(ref, [runner.run(x) for x in select], ctx.card)
 
-    ref_runner = OrtRunner(pq.model, threads=cfg.threads)
-    ref = [ref_runner.run(x) for x in select]
+    ref = pq.float_outputs(select, cfg.threads)
     before = calibration.disagreement
     if before is None:
         before = disagreement(base)
