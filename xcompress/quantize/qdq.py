@@ -238,7 +238,7 @@ def _depthwise_readers(model: onnx.ModelProto, anchors: Sequence[str]) -> list[s
     by_name = {n.name: n for n in model.graph.node}
     todo = [o for a in anchors if a in by_name for o in by_name[a].output]
     seen: set[str] = set()
-    found: list[str] = []
+    found: set[str] = set()
     while todo:
         t = todo.pop()
         if t in seen:
@@ -248,9 +248,8 @@ def _depthwise_readers(model: onnx.ModelProto, anchors: Sequence[str]) -> list[s
             if n.op_type not in ANCHOR_OPS:
                 todo.extend(n.output)
             elif n.op_type == "Conv" and _is_depthwise(g, n):
-                found.append(n.name)
-    order = {n.name: i for i, n in enumerate(model.graph.node)}
-    return sorted(set(found), key=order.__getitem__)
+                found.add(n.name)
+    return [n.name for n in model.graph.node if n.name in found]
 
 
 def _is_depthwise(g: GraphView, conv: onnx.NodeProto) -> bool:
