@@ -19,7 +19,7 @@ from xcompress.quantize import QuantizeConfig  # noqa: E402
 # tiny models are too small for int8 kernels to pay off: allow_slower lets them be written;
 # the tiny recognizer's one conv is its stem, kept int8 here (float_stem has its own test)
 FAST = dict(plans=("int8-all",), latency_runs=3, threads=1, allow_slower=True,
-            float_stem=False)
+            float_stem=False, synth_mix=0.0)
 _tiny_rec, _rec_set = tiny_rec, rec_set
 
 
@@ -401,6 +401,31 @@ def test_range_search_only_repairs_an_all_int8_model_that_misses_the_budget(
 def test_finalists_default_is_per_task():
     assert [QuantizeConfig().finalists_for(t) for t in ("rec", "cls", "det")] == [2, 1, 1]
     assert QuantizeConfig(finalists=3).finalists_for("det") == 3
+
+
+def test_candidates_and_synthetic_mix_default_per_task():
+    cfg = QuantizeConfig()
+    assert cfg.auto_methods_for("rec") == ("percentile:99.999", "percentile:99.995")
+    assert cfg.auto_methods_for("det") == ("minmax", "percentile:99.999", "percentile:99.995",
+                                           "percentile:99.99", "percentile:99.98")
+    assert QuantizeConfig(auto_methods=("mse",)).auto_methods_for("rec") == ("mse",)
+    assert [cfg.synth_mix_for(t) for t in ("rec", "cls", "det")] == [0.5, 0.0, 0.0]
+    assert QuantizeConfig(synth_mix=0.0).synth_mix_for("rec") == 0.0
+
+
+def test_own_calibration_lines_are_mixed_with_synthetic_ones_but_checked_alone(tiny, tmp_path):
+    from xcompress.quantize import quantize
+
+    art, calib = tiny  # 12 own lines: 6 held out, 6 calibrate
+    cfg = QuantizeConfig(max_drop=1.0, **{**FAST, "synth_mix": 0.25})
+    res = quantize(art, calib, tmp_path / "out", cfg, progress=False)
+    cal, acc = res.report["calibration"], res.report["accuracy"]["calib-holdout"]
+    # 2 synthetic lines beside the 6 own ones make a quarter; the budget is the own 6 alone
+    assert (cal["samples"], cal["synthetic_samples"]) == (8, 2)
+    assert acc["n"] == 6 and acc["data"] == "given"
+    assert "(2 of them from the built-in synthetic set)" in (
+        tmp_path / "out" / "report.md").read_text()
+    assert not any("synthetic" in w for w in res.report["warnings"])
 
 
 def _stem_graph(reader_group: int):

@@ -36,6 +36,14 @@ def quantize_command(
         typer.Option("--eval", help="Data set the budget is checked on; repeat --eval for "
                      "several, each must hold (default: the held-out half of --calib)."),
     ] = None,
+    synth_mix: Annotated[
+        float | None, typer.Option(
+            "--synth-mix", min=0.0, max=0.99,
+            help="With --calib: add lines of the built-in synthetic set to yours until they "
+            "make this share of the calibration lines (range statistics, bias correction; the "
+            "budget is checked on your lines alone). Default 0.5 for recognizers, 0 otherwise; "
+            "0: your lines only.")
+    ] = None,
     max_drop: Annotated[
         float, typer.Option("--max-drop", min=0.0, max=1.0,
                             help="Largest accuracy drop, fraction (0.005 = 0.5 point).")
@@ -116,7 +124,7 @@ def quantize_command(
     if method != "auto" and method not in calibrator_names():
         raise XCompressError(f"--method must be auto or one of {', '.join(calibrator_names())}")
     fields = dict(max_drop=max_drop, target=target, method=method, threads=threads, seed=seed,
-                  metric=metric, allow_slower=allow_slower)
+                  metric=metric, allow_slower=allow_slower, synth_mix=synth_mix)
     if plan:
         fields["plans"] = tuple(plan)
     config = build_config(QuantizeConfig, None, **fields)

@@ -132,7 +132,8 @@ def _check_config(cfg: QuantizeConfig) -> None:
     from xcompress.data.synth.augment import augment_preset
 
     augment_preset(cfg.synth_augment)  # DataError naming the presets
-    for spec in [*method_candidates(cfg), *(method_spec(m, cfg) for m in cfg.range_search)]:
+    for spec in [*(c for t in ("rec", "det", "cls") for c in method_candidates(cfg, t)),
+                 *(method_spec(m, cfg) for m in cfg.range_search)]:
         try:
             get_calibrator(spec[0])
         except KeyError as e:
@@ -211,7 +212,11 @@ def quantize(
                                                  cfg.synth_augment)
             log(f"calibration set: built-in synthetic {task} set ({SYNTH_COUNT[task]} samples, "
                 f"seed {cfg.seed}, {cfg.synth_augment} damage)")
-        data = prepare_data(cfg, art.card, calib_path, eval_paths, log, loaded)
+        mix = None
+        if not synthetic and cfg.synth_mix_for(task) > 0.0:  # ~2 s for 300 lines
+            mix = default_calibration_set(art.card, cfg.seed, work / "calib-mix",
+                                          cfg.synth_augment)
+        data = prepare_data(cfg, art.card, calib_path, eval_paths, log, loaded, mix)
         if synthetic:
             data = dataclasses.replace(data, synthetic=True)
         upgraded = upgrade_checked(orig, cfg, data, log)

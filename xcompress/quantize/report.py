@@ -42,6 +42,8 @@ def build_report(ctx: QuantizeContext, upgraded: Upgraded, timing: PlanTiming,
         "calibration": {"method": cal.method,
                         "percentile": cal.percentile if cal.method == "percentile" else None,
                         "candidates": cal.candidates, "samples": len(ctx.data.calib),
+                        "synthetic_samples": len(ctx.data.calib) if ctx.data.synthetic
+                        else ctx.data.mixed,
                         "widths": [ctx.data.widths[0], ctx.data.widths[-1]],
                         "tensor_groups": cal.groups, "chosen_by": cal.rule,
                         "finalists": cal.finalists},
@@ -130,7 +132,10 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
         f"Plan **{r['plan']['name']}**: {r['plan']['description']}. Calibration: "
         f"{cal['method']}" + (f" {cal['percentile']}" if cal.get("percentile") else "")
-        + f" on {cal['samples']} samples (input widths {cal['widths'][0]}-{cal['widths'][1]} px)"
+        + f" on {cal['samples']} samples"
+        + (f" ({cal['synthetic_samples']} of them from the built-in synthetic set)"
+           if cal.get("synthetic_samples") and cal["synthetic_samples"] < cal["samples"] else "")
+        + f" (input widths {cal['widths'][0]}-{cal['widths'][1]} px)"
         + (f"; chosen by {cal.get('chosen_by', 'the budget metric drop')}: " + ", ".join(
             _candidate(k, v) for k, v in cal["candidates"].items())
            if cal.get("candidates")
