@@ -149,8 +149,7 @@ def prepare_data(cfg: QuantizeConfig, card: ModelCard, calib_path: str | Path,
         n_hold = max(1, int(round(len(samples) * cfg.holdout)))
         budget_sets["calib-holdout"] = samples[:n_hold]
         calib = samples[n_hold:]
-    limit = cfg.calib_limit or CALIB_DEFAULT[task]
-    calib = calib[:limit]
+    calib = calib[: cfg.calib_limit or CALIB_DEFAULT[task]]
     share, n_mix = cfg.synth_mix_for(task), 0
     if mix_path is not None and share > 0.0:
         # added beside the user's lines, not in place of them: with half of 100 lines
