@@ -459,3 +459,19 @@ def test_the_stems_depthwise_reader_stays_float_too():
     assert stem_layers(dw, layer_groups(dw, ("Conv",))) == ["stem", "reader"]
     dense = _stem_graph(reader_group=1)
     assert stem_layers(dense, layer_groups(dense, ("Conv",))) == ["stem"]
+
+
+def test_synthetic_calibration_warns_only_where_the_budget_was_checked_on_it(
+        tiny, tmp_path, monkeypatch):
+    from xcompress.quantize import inputs, quantize
+
+    art, own = tiny
+    monkeypatch.setitem(inputs.SYNTH_COUNT, "rec", 12)
+    cfg = QuantizeConfig(max_drop=1.0, **FAST)
+    alone = quantize(art, None, tmp_path / "a", cfg, progress=False).report
+    assert alone["accuracy"]["calib-holdout"]["data"] == "built-in synthetic"
+    assert any("built-in synthetic set only" in w for w in alone["warnings"])
+    # synthetic ranges, the budget on the user's own set: not "synthetic only"
+    checked = quantize(art, None, tmp_path / "b", cfg, eval_paths=[own], progress=False).report
+    assert checked["accuracy"]["calib"]["data"] == "given"
+    assert not any("synthetic" in w for w in checked["warnings"])

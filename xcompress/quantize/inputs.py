@@ -65,6 +65,11 @@ class QuantizeData:
     synthetic: bool = False
     mixed: int = 0
 
+    def is_synthetic(self, budget_set: str) -> bool:
+        """Whether ``budget_set`` holds built-in synthetic samples (the hold-out of the
+        built-in calibration set), not the user's."""
+        return self.synthetic and budget_set == "calib-holdout"
+
 
 def load_samples(path: str | Path, task: str, what: str) -> list:
     """The samples of a PaddleOCR-format set, refused when it belongs to another task."""

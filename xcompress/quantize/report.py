@@ -57,8 +57,8 @@ def build_report(ctx: QuantizeContext, upgraded: Upgraded, timing: PlanTiming,
                          "drop": signal.drop(final.fp32_metrics[k], chosen.metrics[k]),
                          "drop_ci95": list(final.drop_ci95.get(k, ())),
                          "n": len(ctx.data.budget_sets[k]),
-                         "data": "built-in synthetic" if ctx.data.synthetic and
-                                 k == "calib-holdout" else "given"}
+                         "data": "built-in synthetic" if ctx.data.is_synthetic(k)
+                                 else "given"}
                      for k in chosen.metrics},
         "latency": {"shape": list(ctx.shape), "threads": cmp.a.threads, "target": cfg.target,
                     "runtime": f"{cmp.a.runtime} {cmp.a.runtime_version}",

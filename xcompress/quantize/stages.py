@@ -921,7 +921,7 @@ def measure_final(ctx: QuantizeContext, chosen: PlanResult) -> FinalMeasurement:
         ctx.log(f"warning: {warnings[-1]}")
     fp32_res = ctx.results_of(ctx.orig)
     intervals = budget_intervals(ctx, fp32_res, chosen.results)
-    if ctx.data.synthetic:
+    if all(ctx.data.is_synthetic(k) for k in ctx.data.budget_sets):
         warnings.append(
             "the budget was checked on the built-in synthetic set only ("
             + ", ".join(f"{k}: {len(ctx.data.budget_sets[k])} samples, drop 95% CI "
