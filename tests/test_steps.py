@@ -396,3 +396,14 @@ def test_recipe_train_then_export(tmp_path, crnn_pt):
     steps = [a["step"] for a in manifest["artifacts"]]
     assert steps[1:] == ["train", "export"]
     assert manifest["artifacts"][2]["parent"] == sha256_file(rows[1]["path"])
+
+
+def test_quantize_step_without_calib_data_uses_the_built_in_set(rec, tmp_path, monkeypatch):
+    from xcompress.pipeline.steps import get_step
+    from xcompress.quantize import inputs
+
+    monkeypatch.setitem(inputs.SYNTH_COUNT, "rec", 12)
+    step = get_step("quantize")
+    art = step.run(rec, step.parse_config(dict(QUICK)), {}, tmp_path / "out")
+    rep = json.loads((art.path.parent / "report.json").read_text())
+    assert rep["accuracy"]["calib-holdout"]["data"] == "built-in synthetic"

@@ -38,11 +38,12 @@ from xcompress.pipeline.steps import Step, register_step
 
 @register_step
 class QuantizeStep(Step):
-    """Accuracy-aware int8 PTQ (:func:`xcompress.quantize.quantize`)."""
+    """Accuracy-aware int8 PTQ (:func:`xcompress.quantize.quantize`). Without ``calib`` data
+    it calibrates and checks the budget on the built-in synthetic set, as the command does
+    without ``--calib`` (with ``eval`` data the budget is checked there)."""
 
     name = "quantize"
-    roles = ("calib",)
-    optional_roles = ("eval",)
+    optional_roles = ("calib", "eval")
 
     @classmethod
     def config_type(cls) -> type[BaseModel]:
@@ -56,7 +57,8 @@ class QuantizeStep(Step):
         from xcompress.quantize import quantize
 
         evals = [data["eval"]] if "eval" in data else []
-        res = quantize(parent, data["calib"], out_dir, config, eval_paths=evals)  # type: ignore[arg-type]
+        res = quantize(parent, data.get("calib"), out_dir, config,  # type: ignore[arg-type]
+                       eval_paths=evals)
         return Artifact(res.model_path, res.card)
 
 
