@@ -475,3 +475,12 @@ def test_synthetic_calibration_warns_only_where_the_budget_was_checked_on_it(
     checked = quantize(art, None, tmp_path / "b", cfg, eval_paths=[own], progress=False).report
     assert checked["accuracy"]["calib"]["data"] == "given"
     assert not any("synthetic" in w for w in checked["warnings"])
+
+
+def test_a_budget_finer_than_its_check_can_resolve_is_warned():
+    from xcompress.quantize.stages import coarse_budget_warning
+
+    iv = {"eval": (-0.0036, 0.0052)}  # half-width 0.44 pt
+    msg = coarse_budget_warning(0.001, iv, {"eval": 257})
+    assert msg and "0.10 pt" in msg and "eval (257 samples, drop 95% CI -0.36..+0.52 pt)" in msg
+    assert coarse_budget_warning(0.005, iv, {"eval": 257}) is None
