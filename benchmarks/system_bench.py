@@ -59,6 +59,14 @@ def systems_of(run: Path) -> dict[str, tuple]:
     return out
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository where it lies inside it (given relative or not)."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipe", type=Path, default=REPO / "recipes" / "ppocr-v4-system.yaml")
@@ -83,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {', '.join(systems)}", flush=True)
         results[name] = evaluate_systems(systems, path, cfg)
     lines = ["# The PP-OCRv4 system end to end on held-out pages", "",
-             f"Recipe `{args.recipe.relative_to(REPO)}` (run `{args.run}`); machine "
+             f"Recipe `{_shown(args.recipe)}` (run `{args.run}`); machine "
              f"{cpu_model()}, {platform.machine()}; {args.threads} threads; whole pipeline per "
              f"page (det + cls + rec, rec {args.rec_batch} crops per call sorted by width as "
              "PaddleOCR), systems page by page in turn. "
