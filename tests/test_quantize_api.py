@@ -478,9 +478,39 @@ def test_synthetic_calibration_warns_only_where_the_budget_was_checked_on_it(
 
 
 def test_a_budget_finer_than_its_check_can_resolve_is_warned():
+    from xcompress.quantize.inputs import QuantizeData
     from xcompress.quantize.stages import coarse_budget_warning
 
+    def data(name, synthetic):
+        return QuantizeData([], [], [], [], [], {name: [None] * 257}, [320], synthetic)
+
     iv = {"eval": (-0.0036, 0.0052)}  # half-width 0.44 pt
-    msg = coarse_budget_warning(0.001, iv, {"eval": 257})
+    msg = coarse_budget_warning(0.001, iv, data("eval", False))
     assert msg and "0.10 pt" in msg and "eval (257 samples, drop 95% CI -0.36..+0.52 pt)" in msg
-    assert coarse_budget_warning(0.005, iv, {"eval": 257}) is None
+    assert coarse_budget_warning(0.005, iv, data("eval", False)) is None
+    # the built-in hold-out's interval is in the synthetic-data warning already
+    hold = {"calib-holdout": iv["eval"]}
+    assert coarse_budget_warning(0.001, hold, data("calib-holdout", True)) is None
+    assert coarse_budget_warning(0.001, hold, data("calib-holdout", False))
+
+
+def test_a_finalist_wins_on_its_drop_only_where_the_difference_is_resolved():
+    from types import SimpleNamespace as NS
+
+    import numpy as np
+
+    from xcompress.quantize.stages import _resolved_better
+
+    ctx = NS(card=NS(task="rec"), signal=NS(metric="cer_nospace", higher_is_better=False))
+
+    def res(errors):  # per line: (edits*, chars*, edits, chars), 10 chars a line
+        e = np.asarray(errors, float)
+        return {"hold": NS(counts=np.stack([e, np.full_like(e, 10), e, np.full_like(e, 10)], 1))}
+
+    base = [1] * 40 + [0] * 160
+    one_less = [0] + base[1:]  # 0.05 pt better on 200 lines: noise
+    much_less = [0] * 200  # every error gone
+    assert not _resolved_better(ctx, res(one_less), res(base))
+    assert _resolved_better(ctx, res(much_less), res(base))
+    assert not _resolved_better(ctx, res(base), res(much_less))
+
