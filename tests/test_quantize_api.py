@@ -324,6 +324,8 @@ def test_finalists_keep_the_least_drop_after_bias_correction(tiny, tmp_path, mon
     monkeypatch.setattr(stages, "bias_stage", bias_spy)
     monkeypatch.setattr(stages.PlanQuantizer, "with_float", with_float_spy)
     monkeypatch.setattr(stages.QuantizeContext, "drop_of", drop_spy)
+    resolved = {"value": True}  # the smaller drop beyond the check's noise, or not
+    monkeypatch.setattr(stages, "_resolved_better", lambda *a: resolved["value"])
     cfg = dict(FAST, auto_methods=("minmax", "percentile:99.9"), range_search=(), max_drop=1.0)
     for best, other in (("percentile 99.9", "minmax"), ("minmax", "percentile 99.9")):
         drops.clear()
@@ -335,6 +337,18 @@ def test_finalists_keep_the_least_drop_after_bias_correction(tiny, tmp_path, mon
         assert cal["finalists"] == pytest.approx({best: 0.001, other: 0.004})
         assert "after bias correction" in cal["chosen_by"]
         assert f"{best} drop 0.10 pt" in (out / "report.md").read_text()
+    # unresolved: whichever finalist has the smaller drop, the one agreeing best is kept
+    resolved["value"] = False
+    kept, rules = set(), []
+    for best, other in (("percentile 99.9", "minmax"), ("minmax", "percentile 99.9")):
+        drops.clear()
+        drops.update({best: 0.001, other: 0.004})
+        cal = quantize(art, calib, tmp_path / f"noise-{best.replace(' ', '-')}",
+                       QuantizeConfig(**cfg), progress=False).report["calibration"]
+        kept.add(stages.method_label(cal["method"], cal["percentile"]))
+        rules.append(cal["chosen_by"])
+    assert len(kept) == 1
+    assert sum("drop was within the check's noise" in r for r in rules) == 1
     res = quantize(art, calib, tmp_path / "one", QuantizeConfig(**cfg, finalists=1),
                    progress=False)
     assert res.report["calibration"]["finalists"] == {}
