@@ -25,12 +25,9 @@ The 2026-12-07 comparison (``benchmarks/results/rec_in_system.md``)::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--md", type=Path, default=REPO / "benchmarks" / "results" /
                     "rec_in_system.md")
     args = ap.parse_args(argv)
-    from xcompress.eval.bootstrap import paired_interval
+    from system_bench import e2e_change, write_results
+
     from xcompress.eval.evaluate import cpu_model
     from xcompress.eval.system import SystemEvalConfig, evaluate_systems
 
@@ -84,22 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         out[name] = {}
         for label, rep in reps.items():
             m = rep.metrics
-            delta = m["e2e_hmean"] - base.metrics["e2e_hmean"]
-            lo, hi = paired_interval("e2e", np.asarray(base.page_counts),
-                                     np.asarray(rep.page_counts), "e2e_hmean")
-            change = "" if rep is base else \
-                f"{100 * delta:+.2f} ({100 * lo:+.2f} .. {100 * hi:+.2f})"
+            delta, lo, hi, change = e2e_change(base, rep)
             lines.append(f"| {name} ({rep.data['pages']}) | {rep.data['lines']} | {label} | "
                          f"{100 * m['e2e_hmean']:.2f} | {change} | "
                          f"{100 * m['e2e_hmean_asis']:.2f} | "
                          f"{100 * m['matched_cer_nospace']:.2f}% |")
             out[name][label] = {**rep.to_dict(), "e2e_hmean_delta": delta,
                                 "e2e_hmean_delta_ci95": [lo, hi]}
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.md.parent.mkdir(parents=True, exist_ok=True)
-    args.md.write_text(text, encoding="utf-8")
-    args.md.with_suffix(".json").write_text(json.dumps(out, indent=1, default=str))
+    write_results(args.md, "\n".join(lines) + "\n", out)
     return 0
 
 

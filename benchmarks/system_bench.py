@@ -59,6 +59,27 @@ def systems_of(run: Path) -> dict[str, tuple]:
     return out
 
 
+def e2e_change(base, rep) -> tuple[float, float, float, str]:
+    """``rep``'s e2e Hmean* change against ``base`` (system reports of the same pages): the
+    change, its paired 95% bootstrap interval over pages, and the table cell ("" for
+    ``base`` itself)."""
+    from xcompress.eval.bootstrap import paired_interval
+
+    delta = rep.metrics["e2e_hmean"] - base.metrics["e2e_hmean"]
+    lo, hi = paired_interval("e2e", np.asarray(base.page_counts), np.asarray(rep.page_counts),
+                             "e2e_hmean")
+    cell = "" if rep is base else f"{100 * delta:+.2f} ({100 * lo:+.2f} .. {100 * hi:+.2f})"
+    return delta, lo, hi, cell
+
+
+def write_results(md: Path, text: str, data: dict) -> None:
+    """Print the Markdown ``text`` and write it to ``md``, ``data`` beside it as JSON."""
+    print(text)
+    md.parent.mkdir(parents=True, exist_ok=True)
+    md.write_text(text, encoding="utf-8")
+    md.with_suffix(".json").write_text(json.dumps(data, indent=1, default=str))
+
+
 def _shown(path: Path) -> str:
     """``path`` relative to the repository where it lies inside it (given relative or not)."""
     try:
@@ -76,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rec-batch", type=int, default=6, help="crops per recognizer call")
     ap.add_argument("--md", type=Path, default=REPO / "benchmarks" / "results" / "system.md")
     args = ap.parse_args(argv)
-    from xcompress.eval.bootstrap import paired_interval
     from xcompress.eval.evaluate import cpu_model
     from xcompress.eval.system import SystemEvalConfig, evaluate_systems
 
@@ -118,23 +138,15 @@ def main(argv: list[str] | None = None) -> int:
         out_json[name] = {}
         for label, rep in reps.items():
             m = rep.metrics
-            lo, hi = paired_interval("e2e", np.asarray(base.page_counts),
-                                     np.asarray(rep.page_counts), "e2e_hmean")
-            delta = m["e2e_hmean"] - base.metrics["e2e_hmean"]
+            delta, lo, hi, change = e2e_change(base, rep)
             speed = base.metrics["page_ms_mean"] / m["page_ms_mean"]
-            change = "" if rep is base else \
-                f"{100 * delta:+.2f} ({100 * lo:+.2f} .. {100 * hi:+.2f})"
             lines.append(f"| {label} | {rep.size_bytes / 1e6:.2f} | {100 * m['e2e_hmean']:.2f} | "
                          f"{change} | {100 * m['e2e_hmean_asis']:.2f} | "
                          f"{100 * m['matched_cer_nospace']:.2f}% | {100 * m['det_hmean']:.2f} | "
                          f"{m['page_ms_mean']:.1f} | {speed:.2f}x |")
             out_json[name][label] = {**rep.to_dict(), "e2e_hmean_delta": delta,
                                      "e2e_hmean_delta_ci95": [lo, hi], "speedup": speed}
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.md.parent.mkdir(parents=True, exist_ok=True)
-    args.md.write_text(text, encoding="utf-8")
-    args.md.with_suffix(".json").write_text(json.dumps(out_json, indent=1, default=str))
+    write_results(args.md, "\n".join(lines) + "\n", out_json)
     return 0
 
 
