@@ -166,8 +166,9 @@ class QuantizeConfig(BaseModel):
         the user's own lines (``synth_mix``, seed 0) it won on 250 lines (0.20 against
         0.46 points) and then lost doc-zh +2.21, codes +1.10 on unseen lines; without it
         the same run shipped 99.999 (+0.34, +0.51). Both are finalists
-        (``finalists_for``), so the choice between them is the budget metric's drop after
-        bias correction.
+        (``finalists_for``): the budget metric's drop after bias correction chooses between
+        them where the difference is resolved, else the agreement with float
+        (:func:`xcompress.quantize.stages.finalist_stage`).
         """
         if self.auto_methods is not None:
             return self.auto_methods
