@@ -94,4 +94,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from xcompress.errors import XCompressError
+
+    try:
+        sys.exit(main())
+    except XCompressError as e:  # a bad model or page set: one line, exit 1
+        sys.exit(f"error: {e}")
