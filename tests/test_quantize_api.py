@@ -527,4 +527,3 @@ def test_a_finalist_wins_on_its_drop_only_where_the_difference_is_resolved():
     assert not _resolved_better(ctx, res(one_less), res(base))
     assert _resolved_better(ctx, res(much_less), res(base))
     assert not _resolved_better(ctx, res(base), res(much_less))
-
