@@ -72,6 +72,9 @@ def quantize_command(
     allow_slower: Annotated[bool, typer.Option(
         "--allow-slower", help="Write the int8 model even if it is not faster than fp32 on the "
         "target (by default: an error, nothing written).")] = False,
+    int4_weights: Annotated[bool, typer.Option(
+        "--int4-weights", help="Also store the weights of as many layers as the budget allows "
+        "as int4 (GPTQ): a smaller file, the same int8 speed.")] = False,
     qat: Annotated[bool, typer.Option(
         "--qat", help="Quantization-aware training of the PTQ int8 graph, distilled from the "
         "float model (recognizers); resumable.")] = False,
@@ -124,7 +127,8 @@ def quantize_command(
     if method != "auto" and method not in calibrator_names():
         raise XCompressError(f"--method must be auto or one of {', '.join(calibrator_names())}")
     fields = dict(max_drop=max_drop, target=target, method=method, threads=threads, seed=seed,
-                  metric=metric, allow_slower=allow_slower, synth_mix=synth_mix)
+                  metric=metric, allow_slower=allow_slower, synth_mix=synth_mix,
+                  int4_weights=int4_weights)
     if plan:
         fields["plans"] = tuple(plan)
     config = build_config(QuantizeConfig, None, **fields)

@@ -57,8 +57,10 @@ from xcompress.quantize.report import build_report, render_markdown
 from xcompress.quantize.signals import Signal, get_signal
 from xcompress.quantize.stages import (
     MODEL_FILE,
+    Int4Choice,
     PlanResult,
     QuantizeContext,
+    int4_stage,
     measure_final,
     method_candidates,
     method_spec,
@@ -223,22 +225,25 @@ def quantize(
         ctx = QuantizeContext.create(cfg, art, orig, signal, data, log, work)
         timing = time_plans(ctx, upgraded.model)
         search = search_plans(ctx, timing)
+        chosen, int4 = int4_stage(ctx, search.chosen)
+        search = dataclasses.replace(search, chosen=chosen)
         final = measure_final(ctx, search.chosen)
         parent_sha = sha256_file(art.path)
-        report = build_report(ctx, upgraded, timing, search, final, parent_sha)
-        new_card = _derive_card(ctx, search.chosen, parent_sha, final.path)
+        report = build_report(ctx, upgraded, timing, search, final, parent_sha, int4)
+        new_card = _derive_card(ctx, search.chosen, parent_sha, final.path, int4)
         report["time_s"] = log.elapsed
         return _publish(out, final.path, new_card, report, log)
 
 
-def _derive_card(ctx: QuantizeContext, chosen: PlanResult, parent_sha: str, final_path: Path
-                 ) -> ModelCard:
+def _derive_card(ctx: QuantizeContext, chosen: PlanResult, parent_sha: str, final_path: Path,
+                 int4: Int4Choice) -> ModelCard:
     card, cfg = ctx.card, ctx.cfg
     return card.derive(
         name=f"{card.name}-int8", file=MODEL_FILE, parent=parent_sha, step="quantize",
         step_config=cfg.model_dump(mode="json"), sha256=sha256_file(final_path),
         notes={**card.notes, "quantize": {"plan": chosen.plan.name,
-                                          "float_layers": chosen.fallback.result.float_layers}},
+                                          "float_layers": chosen.fallback.result.float_layers,
+                                          "int4_layers": list(int4.layers)}},
     )
 
 

@@ -109,6 +109,18 @@ class QuantizeConfig(BaseModel):
             and budget sets stay the user's. None (default): see :meth:`synth_mix_for`.
         allow_slower: write the int8 model even when it is not faster than float on the
             target (by default that is a BudgetError and nothing is written).
+        int4_weights: after the int8 model met the budget, store the weights of the Conv /
+            MatMul layers that change the outputs least per weight as int4 (GPTQ; half a
+            byte per weight, the same int8 kernels: :mod:`xcompress.quantize.int4`), as
+            many as ``int4_max_error_rise`` and the budget allow
+            (:func:`xcompress.quantize.stages.int4_stage`). Off by default: it spends
+            accuracy the int8 model had kept, for a smaller file.
+        int4_max_error_rise: int4 may raise the mean squared difference between the
+            model's outputs and float's (on the selection hold-out) by this fraction of the
+            int8 model's. 0.2: on PP-OCRv4 rec the default run took 6 layers at x1.15 (0.55
+            MB) and lost up to +0.83 CER* vs fp32 on 600-line held-out sets (int8 alone
+            +0.26); 10 layers at x1.33 lost up to +1.09 (``benchmarks/results/int4.md``).
+        int4_min_weights: layers with fewer weights stay int8 (little to save).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -145,6 +157,9 @@ class QuantizeConfig(BaseModel):
     bias_samples: int | None = Field(default=None, ge=1)
     synth_mix: float | None = Field(default=None, ge=0.0, lt=1.0)
     allow_slower: bool = False
+    int4_weights: bool = False
+    int4_max_error_rise: float = Field(default=0.2, ge=0.0)
+    int4_min_weights: int = Field(default=4096, ge=1)
 
     def finalists_for(self, task: str) -> int:
         """How many candidates :func:`~xcompress.quantize.stages.finalist_stage` carries

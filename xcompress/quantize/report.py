@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from xcompress.quantize.stages import (
         FinalMeasurement,
         FloatFallback,
+        Int4Choice,
         PlanSearch,
         PlanTiming,
         QuantizeContext,
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 
 
 def build_report(ctx: QuantizeContext, upgraded: Upgraded, timing: PlanTiming,
-                 search: PlanSearch, final: FinalMeasurement, parent_sha: str) -> dict[str, Any]:
+                 search: PlanSearch, final: FinalMeasurement, parent_sha: str,
+                 int4: Int4Choice | None = None) -> dict[str, Any]:
     """The content of ``report.json`` (``warnings`` last; ``quantize`` adds ``time_s``)."""
     from xcompress.quantize.graph import opset_of
 
@@ -52,6 +54,12 @@ def build_report(ctx: QuantizeContext, upgraded: Upgraded, timing: PlanTiming,
                             "seconds": chosen.bias.seconds},
         "size": {"fp32_bytes": fp32_bytes, "int8_bytes": int8_bytes,
                  "ratio": int8_bytes / fp32_bytes},
+        "int4_weights": None if int4 is None or int4.drop is None else {
+            "layers": list(int4.layers), "candidates": int4.candidates,
+            "bytes_saved": int4.bytes_saved, "error_rise": int4.error_rise,
+            "drop_before": int4.drop[0],
+            "drop_after": int4.drop[1], "checks": [list(c) for c in int4.checks],
+            "sensitivity": int4.sensitivity, "seconds": int4.seconds},
         "accuracy": {k: {"metric": signal.metric, "fp32": final.fp32_metrics[k],
                          "int8": chosen.metrics[k],
                          "drop": signal.drop(final.fp32_metrics[k], chosen.metrics[k]),
@@ -124,6 +132,19 @@ def _bias_line(bc: dict[str, Any] | None) -> str:
             f"{before:.4f} -> {after:.4f}, " + ("applied." if bc["applied"] else "not applied."))
 
 
+def _int4_lines(w: dict[str, Any] | None) -> list[str]:
+    if not w:
+        return []
+    if not w["layers"]:
+        return [f"int4 weights: none of {w['candidates']} candidate layers fitted the limits; "
+                "every weight is int8.", ""]
+    return [f"int4 weights (GPTQ, int8 kernels): {len(w['layers'])} of {w['candidates']} "
+            f"candidate layers, {w['bytes_saved'] / 1e6:.2f} MB saved; output error "
+            f"x{1 + w['error_rise']:.2f} of the int8 model's; budget metric drop "
+            f"{w['drop_before'] * 100:.2f} -> {w['drop_after'] * 100:.2f} pt "
+            f"({len(w['checks'])} budget checks).", ""]
+
+
 def render_markdown(r: dict[str, Any]) -> str:
     """Render the report dict written by :func:`xcompress.quantize.quantize` as Markdown."""
     m, size, lat, cal = r["model"], r["size"], r["latency"], r["calibration"]
@@ -151,6 +172,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         "|---|---:|---:|---:|",
         f"| bytes | {size['fp32_bytes']:,} | {size['int8_bytes']:,} | {size['ratio'] * 100:.1f}% |",
         "",
+        *_int4_lines(r.get("int4_weights")),
         "## Accuracy",
         "",
         "| set (data, samples) | metric | fp32 | int8 | drop (points) | drop 95% CI |",

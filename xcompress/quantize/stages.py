@@ -910,6 +910,149 @@ def search_plans(ctx: QuantizeContext, timing: PlanTiming) -> PlanSearch:
     )
 
 
+# --- int4 weight storage ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Int4Choice:
+    """Which layers of the chosen int8 model store int4 weights, and what it cost.
+
+    Attributes:
+        layers: node names of the int4 layers (empty: off, or none fitted).
+        candidates: layers that qualified (:func:`xcompress.quantize.int4.int4_layers`).
+        bytes_saved: weight bytes saved (half a byte per int4 weight).
+        sensitivity: per candidate, the mean squared change of the model's outputs when
+            that layer alone is int4, relative to the int8 model's own mean squared
+            difference from float (the order they were tried in: least per weight first).
+        error_rise: the chosen model's mean squared output difference from float over the
+            int8 model's, minus 1 (bounded by ``QuantizeConfig.int4_max_error_rise``).
+        drop: the budget metric's largest drop before and after (None when off).
+        checks: ``(layers int4, error rise or None, largest drop or None)`` per check.
+        seconds: time the stage took.
+    """
+
+    layers: tuple[str, ...] = ()
+    candidates: int = 0
+    bytes_saved: int = 0
+    sensitivity: dict[str, float] = field(default_factory=dict)
+    error_rise: float = 0.0
+    drop: tuple[float, float] | None = None
+    checks: tuple[tuple[int, float | None, float | None], ...] = ()
+    seconds: float = 0.0
+
+
+def _mean_sq(a: Sequence[Any], b: Sequence[Any]) -> float:
+    return float(np.mean([np.mean((np.asarray(x[0], np.float64) - y[0]) ** 2)
+                          for x, y in zip(a, b, strict=True)]))
+
+
+def int4_stage(ctx: QuantizeContext, chosen: PlanResult) -> tuple[PlanResult, Int4Choice]:
+    """With ``QuantizeConfig.int4_weights``: store as int4 the weights of the longest prefix
+    of the candidate layers, least output change per weight first, whose model's outputs
+    (on the selection hold-out) move from float by at most ``1 + int4_max_error_rise`` times
+    the int8 model's, and which still meets the budget; the chosen model unchanged when
+    none fits. Bisection: each check is one GPTQ pass (:func:`xcompress.quantize.int4.to_int4`)
+    and one run of the hold-out.
+
+    Why the output change and not the budget metric alone: on PP-OCRv4 rec (defaults, AVX2
+    host, 2026-12-07) the budget check on 150 synthetic lines, with layers ranked by CTC
+    disagreement, let int4 spend the whole budget (drop -0.20 -> +0.33 pt, 0.43 MB saved)
+    and held-out lines lost much more (600 per set, CER* vs fp32 en / zh / doc-en / doc-zh /
+    codes: +0.47, +0.34, +1.10, +1.30, +0.49; int8 alone -0.21, -0.11, -0.79, +0.06, +0.26).
+    Ranked by output change instead, the first 5 layers (output error x1.19, 0.54 MB; a
+    scratch run) changed it by -0.04, -0.02, -0.59, +0.55, +0.27; the first 10 (x1.33, 0.72 MB)
+    by +0.35, +0.13, +1.09, +1.04, +0.63; this stage on defaults took 6 (x1.15, 0.55 MB):
+    +0.13, +0.14, +0.02, +0.83, +0.53 (``benchmarks/results/int4.md``). Every layer of 4096+
+    weights (x2.83) lost +2.1..+9.2 on 200-line sets; rounded to nearest without GPTQ they
+    read nothing (CER* 99%). A second bias correction after the int4 step made it worse
+    (doc-en +6.2 -> +11.4 with every layer).
+    """
+    from xcompress.quantize.int4 import (
+        apply_int4,
+        int4_bytes_saved,
+        int4_layers,
+        layer_hessians,
+        quantize_layer,
+        to_int4,
+    )
+
+    cfg = ctx.cfg
+    if not cfg.int4_weights:
+        return chosen, Int4Choice()
+    t0 = time.perf_counter()
+    base = onnx.ModelProto()
+    base.CopyFrom(chosen.model)
+    ensure_node_names(base)
+    fp_metrics = chosen.fp_metrics
+    drop0 = ctx.largest_drop(chosen.metrics, fp_metrics)
+    layers = int4_layers(base, cfg.int4_min_weights)
+    if not layers:
+        ctx.log("int4 weights: no Conv / MatMul layer qualifies; the int8 model stays")
+        return chosen, Int4Choice(drop=(drop0, drop0), seconds=time.perf_counter() - t0)
+    inputs, select = ctx.data.calib_inputs, ctx.data.select_inputs
+
+    def outputs(m: onnx.ModelProto) -> list:
+        runner = OrtRunner(m, threads=cfg.threads)
+        return [runner.run(x) for x in select]
+
+    y_fp, y8 = outputs(chosen.plan.model), outputs(base)
+    e8 = max(_mean_sq(y8, y_fp), 1e-30)
+    hs = layer_hessians(base, layers, inputs, cfg.threads, cfg.seed)
+    sens = {}
+    for i, la in enumerate(layers):
+        one = apply_int4(base, {la.node: quantize_layer(base, la, hs[la.node])}, [la])
+        sens[la.node] = _mean_sq(outputs(one), y8) / e8
+        if (i + 1) % 10 == 0 or i + 1 == len(layers):
+            ctx.log(f"int4 weights: sensitivity of {i + 1}/{len(layers)} layers "
+                    f"({time.perf_counter() - t0:.0f}s)")
+    order = sorted(layers, key=lambda la: (sens[la.node] / la.n, -la.n))
+    checks: list[tuple[int, float | None, float | None]] = []
+    kept: dict[int, tuple[onnx.ModelProto, float, dict[str, Any] | None]] = {}
+
+    def fits(k: int) -> bool:
+        q4 = to_int4(base, order[:k], inputs, cfg.threads, cfg.seed)
+        rise = _mean_sq(outputs(q4), y_fp) / e8 - 1.0
+        saved = int4_bytes_saved(order[:k]) / 1e6
+        if rise > cfg.int4_max_error_rise:
+            checks.append((k, rise, None))
+            ctx.log(f"int4 weights: {k} of {len(order)} layers ({saved:.2f} MB saved): "
+                    f"output error x{1 + rise:.2f} of int8's (limit "
+                    f"x{1 + cfg.int4_max_error_rise:.2f})")
+            return False
+        res = ctx.results_of(q4)
+        drop = ctx.largest_drop({n: r.metrics for n, r in res.items()}, fp_metrics)
+        checks.append((k, rise, drop))
+        ctx.log(f"int4 weights: {k} of {len(order)} layers ({saved:.2f} MB saved): output "
+                f"error x{1 + rise:.2f} of int8's, drop {drop * 100:.2f} pt")
+        if drop > cfg.max_drop:
+            return False
+        kept[k] = (q4, rise, res)
+        return True
+
+    lo, hi = 0, len(order)
+    if fits(hi):
+        lo = hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    choice = Int4Choice(tuple(la.node for la in order[:lo]), len(layers),
+                        int4_bytes_saved(order[:lo]), {la.node: sens[la.node] for la in order},
+                        0.0, None, tuple(checks))
+    if lo == 0:
+        ctx.log("int4 weights: no layer fits; the int8 model stays")
+        return chosen, dataclasses.replace(choice, drop=(drop0, drop0),
+                                           seconds=time.perf_counter() - t0)
+    q4, rise, res = kept[lo]
+    metrics = {k: r.metrics for k, r in res.items()}
+    drop = ctx.largest_drop(metrics, fp_metrics)
+    ctx.log(f"int4 weights: {lo} layers, {choice.bytes_saved / 1e6:.2f} MB saved, output "
+            f"error x{1 + rise:.2f} of int8's, drop {drop0 * 100:.2f} -> {drop * 100:.2f} pt "
+            f"({time.perf_counter() - t0:.0f}s)")
+    return (dataclasses.replace(chosen, model=q4, metrics=metrics, results=res),
+            dataclasses.replace(choice, error_rise=rise, drop=(drop0, drop),
+                                seconds=time.perf_counter() - t0))
+
+
 # --- final measurement -----------------------------------------------------------------------
 
 
