@@ -72,8 +72,8 @@ class Int4Layer:
 def int4_layers(q: onnx.ModelProto, min_weights: int = 4096) -> list[Int4Layer]:
     """Layers of QDQ model ``q`` that can take int4 weights, largest first.
 
-    A layer qualifies when it is a Conv with ``group == 1`` or a MatMul whose second input is
-    an int8 per-channel weight read by one DequantizeLinear, its input comes from a
+    A layer qualifies when it is a 2-D Conv with ``group == 1`` or a MatMul, its weight is an
+    int8 per-channel initializer (4-D / 2-D) read by one DequantizeLinear, its input comes from a
     DequantizeLinear (an int8 activation: the int8 kernel runs), and it has at least
     ``min_weights`` weights. Depthwise convs stay int8: nine taps per channel leave GPTQ
     nothing to spread an error over, and they are small.
@@ -97,8 +97,8 @@ def int4_layers(q: onnx.ModelProto, min_weights: int = 4096) -> list[Int4Layer]:
                 or len(g.consumers[wdq.input[1]]) != 1 or len(g.consumers[wdq.output[0]]) != 1:
             continue
         axis = next((a.i for a in wdq.attribute if a.name == "axis"), 1)
-        if axis != (0 if n.op_type == "Conv" else 1) or (n.op_type == "MatMul" and w.ndim != 2):
-            continue
+        if axis != (0 if n.op_type == "Conv" else 1) or w.ndim != (4 if n.op_type == "Conv" else 2):
+            continue  # 2-D convs (im2col in _rows) and 2-D MatMul weights only
         bias = None
         if n.op_type == "Conv" and len(n.input) > 2 and n.input[2]:
             bdq = g.producer.get(n.input[2])
