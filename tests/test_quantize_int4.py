@@ -168,3 +168,20 @@ def test_quantize_int4_weights_stage_within_budget(tmp_path):
     off = quantize(art, calib, tmp_path / "off", cfg.model_copy(update={"int4_weights": False}),
                    progress=False)
     assert off.report["int4_weights"] is None
+
+
+def test_1d_convs_are_not_candidates():
+    """Only 2-D convs: the input rows (im2col) are built for 4-D weights."""
+    from xcompress.quantize.int4 import int4_layers
+
+    w = numpy_helper.from_array((RNG.standard_normal((32, 16, 3)) * 0.2).astype(np.float32), "w")
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1], name="conv1d")], "c1",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, "w"])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    inputs = [RNG.standard_normal((1, 16, n)).astype(np.float32) for n in (20, 24)]
+    q = _qdq(m, inputs)
+    assert any(n.op_type == "DequantizeLinear" for n in q.graph.node)
+    assert int4_layers(q, min_weights=1) == []
