@@ -185,3 +185,17 @@ def test_1d_convs_are_not_candidates():
     q = _qdq(m, inputs)
     assert any(n.op_type == "DequantizeLinear" for n in q.graph.node)
     assert int4_layers(q, min_weights=1) == []
+
+
+def test_a_model_the_converter_cannot_take_is_one_clear_error(monkeypatch):
+    from onnx import version_converter
+
+    from xcompress.errors import ModelError
+    from xcompress.quantize.int4 import at_int4_opset
+
+    def broken(model, version):
+        raise RuntimeError("No Adapter For some_op\nmore detail")
+
+    monkeypatch.setattr(version_converter, "convert_version", broken)
+    with pytest.raises(ModelError, match="opset 21 for int4 weights .*No Adapter.*drop --int4"):
+        at_int4_opset(_net())

@@ -33,6 +33,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from xcompress.errors import ModelError
 from xcompress.quantize.graph import GraphView
 
 #: opset that has the INT4 type (and Cast from it)
@@ -199,7 +200,12 @@ def at_int4_opset(model: onnx.ModelProto) -> onnx.ModelProto:
         out = onnx.ModelProto()
         out.CopyFrom(model)
         return out
-    return version_converter.convert_version(model, INT4_OPSET)
+    try:
+        return version_converter.convert_version(model, INT4_OPSET)
+    except Exception as e:  # the converter raises its own C++ error types
+        raise ModelError(f"cannot convert the int8 model to opset {INT4_OPSET} for int4 weights "
+                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                         "drop --int4-weights") from e
 
 
 @dataclass(frozen=True)
